@@ -1,0 +1,72 @@
+/**
+ * `protected-vm stack <up|preview|refresh|destroy> --program <module> --stack <name>`:
+ * runs a program module (exporting `program`) as an inline Pulumi program against the local
+ * file backend. Used by the README's main job, by CI and by the integration tests.
+ */
+import * as path from "path";
+import { ConfigMap } from "@pulumi/pulumi/automation";
+import { openStack } from "../automation/stack";
+import { ParsedArgs, UsageError, boolFlag, flag, flagList } from "./args";
+
+/** The parts of an update summary a user reads: result and resource change counts. */
+function brief(summary: { result?: string; resourceChanges?: Record<string, number> }) {
+  return { result: summary.result, resourceChanges: summary.resourceChanges ?? {} };
+}
+
+export interface StackRunResult {
+  operation: string;
+  stack: string;
+  summary?: unknown;
+  changeSummary?: Record<string, number>;
+  outputs?: Record<string, unknown>;
+}
+
+function configFrom(args: ParsedArgs): ConfigMap {
+  const cfg: ConfigMap = {};
+  for (const [key, secret] of [["config", false], ["secret", true]] as const) {
+    for (const kv of args.flags.get(key) ?? []) {
+      const i = kv.indexOf("=");
+      if (i <= 0) throw new UsageError(`--${key} takes key=value, got ${JSON.stringify(kv)}`);
+      cfg[kv.slice(0, i)] = { value: kv.slice(i + 1), secret };
+    }
+  }
+  return cfg;
+}
+
+export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
+  const op = args.positionals[1];
+  const programPath = flag(args, "program");
+  const stackName = flag(args, "stack") ?? "dev";
+  if (!op || !["up", "preview", "refresh", "destroy", "outputs"].includes(op)) {
+    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret k=v] [--policy-pack DIR]");
+  }
+  if (!programPath) throw new UsageError("--program <module.js> is required (a module exporting `program`)");
+  const mod = require(path.resolve(programPath));
+  const program = mod.program ?? mod.default;
+  if (typeof program !== "function") throw new UsageError(`${programPath} exports no \`program\` function`);
+  const projectName = flag(args, "project") ?? path.basename(path.dirname(path.resolve(programPath)));
+  const stack = await openStack({ projectName, stackName, program, config: configFrom(args) });
+  const policyPacks = flagList(args, "policy-pack").map((p) => path.resolve(p));
+  const onOutput = boolFlag(args, "quiet") ? undefined : (s: string) => process.stderr.write(s);
+  const result: StackRunResult = { operation: op, stack: stackName };
+  if (op === "up") {
+    const r = await stack.up({ onOutput, policyPacks });
+    result.summary = brief(r.summary);
+    result.outputs = Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+  } else if (op === "preview") {
+    const r = await stack.preview({ onOutput, policyPacks, diff: boolFlag(args, "diff") });
+    result.changeSummary = r.changeSummary as Record<string, number>;
+  } else if (op === "refresh") {
+    const r = await stack.refresh({ onOutput });
+    result.summary = brief(r.summary);
+    const outs = await stack.outputs();
+    result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+  } else if (op === "destroy") {
+    const r = await stack.destroy({ onOutput });
+    result.summary = brief(r.summary);
+  } else {
+    const outs = await stack.outputs();
+    result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+  }
+  return result;
+}

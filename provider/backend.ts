@@ -1,0 +1,136 @@
+/**
+ * The one interface that the ProtectedVM component, the scheduler, recovery and drills use to
+ * talk to a hypervisor. libvirt (provider/libvirt) and CloudStack (provider/cloudstack)
+ * implement it; nothing above provider/ calls virsh or the CloudStack API directly.
+ *
+ * All inputs and outputs are plain JSON-able data so they can cross the dynamic-provider
+ * boundary and be stored in Pulumi state.
+ */
+import type { ProtectionRecord } from "../components/policy";
+
+export type BackendKind = "libvirt" | "cloudstack";
+
+/** A hypervisor host: a libvirt connection URI, or a CloudStack host id. */
+export type HostRef = string;
+
+export interface KernelBoot {
+  /** Path of the kernel on the hypervisor host. */
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+export interface DiskSpec {
+  /** Size of a new empty qcow2 disk, in MiB. */
+  sizeMiB?: number;
+  /** Base image to copy (libvirt: a path on the host; CloudStack: use templateId instead). */
+  image?: string;
+}
+
+export interface CloudStackPlacement {
+  zoneId: string;
+  serviceOfferingId: string;
+  templateId: string;
+  networkIds?: string[];
+}
+
+/** What a VM should look like. */
+export interface VmSpec {
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  disk?: DiskSpec;
+  boot?: KernelBoot;
+  /** libvirt network name; unset means no NIC. */
+  network?: string;
+  cloudstack?: CloudStackPlacement;
+  /** Written into the VM itself (libvirt <metadata>, CloudStack tags) so a scheduler can find it. */
+  protection?: ProtectionRecord;
+}
+
+export type VmState = "running" | "paused" | "shutoff" | "crashed" | "missing" | "unknown";
+
+/** What a VM is, read back from the hypervisor. */
+export interface VmInfo {
+  name: string;
+  /** libvirt UUID or CloudStack VM id. */
+  id: string;
+  host: HostRef;
+  state: VmState;
+  memoryMiB: number;
+  vcpus: number;
+  protection?: ProtectionRecord;
+}
+
+export interface VmRef {
+  name: string;
+  host: HostRef;
+}
+
+export interface SnapshotOptions {
+  includeMemory: boolean;
+  /** Where snapshots are kept (libvirt: a directory every host can reach; CloudStack: "primary" or "secondary"). */
+  repository: string;
+}
+
+/** One snapshot, as the repository (libvirt) or CloudStack records it. */
+export interface SnapshotRecord {
+  id: string;
+  vm: string;
+  backend: BackendKind;
+  /** Host the VM ran on when the snapshot was taken. */
+  host: HostRef;
+  /** The consistent moment the snapshot captures (ISO 8601). */
+  createdAt: string;
+  includesMemory: boolean;
+  /** Logical size of the captured state (memory + disk), bytes. */
+  bytes: number;
+  /** Bytes newly written to the repository for this snapshot (smaller than bytes when differential). */
+  storedBytes: number;
+  /** True only once written, checksummed and verified. Incomplete snapshots are never restored. */
+  complete: boolean;
+  /** Repository path or CloudStack snapshot id. */
+  location: string;
+  /** How long the guest was paused, as measured by the backend (ms), when known. */
+  pauseMs?: number;
+  /** Wall time of the whole take+commit (ms). */
+  durationMs?: number;
+}
+
+export interface RestoreOptions {
+  repository: string;
+  /** Restore under another name (drills); default the snapshot's VM name. */
+  name?: string;
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+
+  /** Define (create) the VM on host and write its protection record; idempotent for an identical spec. */
+  defineVm(spec: VmSpec, host: HostRef): Promise<VmInfo>;
+  startVm(vm: VmRef): Promise<void>;
+  /** Stop the VM; force pulls the plug (virsh destroy / forced stop). */
+  stopVm(vm: VmRef, opts?: { force?: boolean }): Promise<void>;
+  /** Stop if needed, undefine, and remove the VM's own storage. No error if already gone. */
+  deleteVm(vm: VmRef): Promise<void>;
+  /** Find the VM on the first host (in order) that has it, preferring one where it runs. */
+  findVm(name: string, hosts: HostRef[]): Promise<VmInfo | undefined>;
+  /** Every VM on host that carries a protection record. */
+  listProtectedVms(host: HostRef): Promise<VmInfo[]>;
+  /** Replace the protection record stored on the VM. */
+  setProtection(vm: VmRef, protection: ProtectionRecord): Promise<void>;
+  /** Average CPU usage over sampleMs, 0..100 (% of the VM's vCPUs). */
+  cpuUsage(vm: VmRef, sampleMs?: number): Promise<number>;
+  /** True when the host answers and can run VMs. */
+  hostAlive(host: HostRef): Promise<boolean>;
+
+  /** Take a snapshot of the running VM and commit it where another host can reach it; returns a complete record. */
+  takeSnapshot(vm: VmRef, opts: SnapshotOptions): Promise<SnapshotRecord>;
+  /** All snapshots of the VM, newest first, complete or not. */
+  listSnapshots(vmName: string, repository: string): Promise<SnapshotRecord[]>;
+  deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void>;
+  /** Re-check a snapshot's checksums; false when anything is missing or corrupt. */
+  verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean>;
+  /** Bring the VM up on host from snapshot (memory + disk); returns where it now runs. */
+  restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo>;
+}
