@@ -2,15 +2,21 @@
 /**
  * protected-vm CLI. Subcommands reuse the same modules as the component and the scheduler.
  *   stack <op>   run a program module as a Pulumi stack (local file backend)
- * Exit codes: 0 ok, 1 operation failed, 2 bad usage or input.
+ *   scheduler    snapshot every protected VM on its policy, prune, report RPO
+ *   recover VM   resume a VM on a recovery host from its newest complete snapshot
+ * Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused (e.g. split brain).
  */
 import { parseArgs, UsageError, boolFlag } from "./args";
 import { stackCommand } from "./stackCommand";
+import { schedulerCommand } from "./schedulerCommand";
+import { recoverCommand } from "./recoverCommand";
 
 type Command = (args: ReturnType<typeof parseArgs>) => Promise<unknown>;
 
 const commands: Record<string, Command> = {
   stack: stackCommand,
+  scheduler: schedulerCommand,
+  recover: recoverCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

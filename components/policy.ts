@@ -24,6 +24,8 @@ export interface SnapshotPolicy {
   includeMemory: boolean;
   /** libvirt: a directory every recovery host can reach (shared storage). CloudStack: "primary" or "secondary". */
   repository: string;
+  /** What `pulumi destroy` does with the VM's snapshots. Default "keep" (they outlive the VM). */
+  onDestroy: "keep" | "delete";
 }
 
 export type SnapshotPolicyInput = Partial<SnapshotPolicy> & { repository: string };
@@ -35,6 +37,10 @@ export interface ProtectionRecord {
   primaryHost: string;
   recoveryHosts: string[];
   policy: SnapshotPolicy;
+  /** libvirt: the storage pool that holds the VM's disk on every host. */
+  pool?: string;
+  /** Set by `recover`: where the VM was brought back, from which snapshot. */
+  lastRecovery?: { from: string; to: string; snapshotId: string; at: string };
 }
 
 export const DEFAULT_POLICY: Omit<SnapshotPolicy, "repository"> = {
@@ -45,6 +51,7 @@ export const DEFAULT_POLICY: Omit<SnapshotPolicy, "repository"> = {
   cpuBusyPercent: 70,
   keepLast: 3,
   includeMemory: true,
+  onDestroy: "keep",
 };
 
 export function withPolicyDefaults(input: SnapshotPolicyInput): SnapshotPolicy {
@@ -106,6 +113,9 @@ export function validatePolicy(p: Partial<SnapshotPolicy>, prefix = "snapshotPol
   }
   if (typeof p.includeMemory !== "boolean") errs.push({ field: f("includeMemory"), message: "must be true or false" });
   if (typeof p.loadAdaptive !== "boolean") errs.push({ field: f("loadAdaptive"), message: "must be true or false" });
+  if (p.onDestroy !== "keep" && p.onDestroy !== "delete") {
+    errs.push({ field: f("onDestroy"), message: `must be "keep" or "delete", got ${JSON.stringify(p.onDestroy)}` });
+  }
   if (typeof p.repository !== "string" || p.repository.trim() === "") {
     errs.push({ field: f("repository"), message: "must name where snapshots are kept" });
   }

@@ -23,8 +23,10 @@ export interface KernelBoot {
 export interface DiskSpec {
   /** Size of a new empty qcow2 disk, in MiB. */
   sizeMiB?: number;
-  /** Base image to copy (libvirt: a path on the host; CloudStack: use templateId instead). */
+  /** Base qcow2 image to copy into the new disk (libvirt: a path on the management host; CloudStack: use templateId instead). */
   image?: string;
+  /** libvirt storage pool that holds the disk on every host (primary and recovery). Default "default". */
+  pool?: string;
 }
 
 export interface CloudStackPlacement {

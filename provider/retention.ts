@@ -2,7 +2,7 @@
  * Retention: which snapshots to delete. Pure, shared by both backends, the scheduler and the
  * Retention dynamic resource.
  */
-import type { SnapshotRecord } from "./backend";
+import type { Backend, SnapshotRecord } from "./backend";
 import type { SnapshotPolicy } from "../components/policy";
 
 /** Incomplete snapshots younger than this may still be being written; older ones are debris. */
@@ -31,4 +31,18 @@ export function snapshotsToDelete(
     if (!s.complete && ageSeconds(s) > INCOMPLETE_GRACE_SECONDS) doomed.push(s);
   }
   return doomed;
+}
+
+/** Apply retention to one VM's snapshots now. Used by the scheduler and the Retention resource. */
+export async function pruneSnapshots(
+  backend: Backend,
+  vmName: string,
+  repository: string,
+  policy: Pick<SnapshotPolicy, "keepLast" | "maxAgeSeconds">,
+): Promise<{ kept: SnapshotRecord[]; deleted: SnapshotRecord[] }> {
+  const all = await backend.listSnapshots(vmName, repository);
+  const doomed = snapshotsToDelete(all, policy);
+  for (const s of doomed) await backend.deleteSnapshot(s, repository);
+  const ids = new Set(doomed.map((s) => s.id));
+  return { kept: all.filter((s) => !ids.has(s.id)), deleted: doomed };
 }

@@ -1,0 +1,43 @@
+/** `protected-vm:index:Domain` - a VM on a libvirt or CloudStack host, as a Pulumi dynamic resource. */
+import * as pulumi from "@pulumi/pulumi";
+import type { VmSpec } from "../backend";
+import type { BackendConnection } from "../backends";
+import { runtimeModulePath } from "./runtimeModule";
+
+export interface DomainArgs {
+  connection: pulumi.Input<BackendConnection>;
+  spec: pulumi.Input<VmSpec>;
+  host: pulumi.Input<string>;
+  recoveryHosts: pulumi.Input<pulumi.Input<string>[]>;
+  running?: pulumi.Input<boolean>;
+}
+
+// Captured by the serialized provider: a path string, nothing else.
+const impl = runtimeModulePath("provider/dynamic/domainImpl");
+
+const domainProvider: pulumi.dynamic.ResourceProvider = {
+  check: (olds, news) => require(impl).check(olds, news),
+  diff: (id, olds, news) => require(impl).diff(id, olds, news),
+  create: (inputs) => require(impl).create(inputs),
+  read: (id, props) => require(impl).read(id, props),
+  update: (id, olds, news) => require(impl).update(id, olds, news),
+  delete: (id, props) => require(impl).remove(id, props),
+};
+
+export class Domain extends pulumi.dynamic.Resource {
+  declare readonly vmId: pulumi.Output<string>;
+  declare readonly currentHost: pulumi.Output<string>;
+  declare readonly state: pulumi.Output<string>;
+  declare readonly spec: pulumi.Output<VmSpec>;
+
+  constructor(name: string, args: DomainArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      domainProvider,
+      name,
+      { vmId: undefined, currentHost: undefined, state: undefined, ...args, running: args.running ?? true },
+      { ...opts, additionalSecretOutputs: ["connection"] },
+      "protected-vm",
+      "Domain",
+    );
+  }
+}

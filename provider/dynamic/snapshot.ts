@@ -1,0 +1,42 @@
+/** `protected-vm:index:Snapshot` - one snapshot declared in code, e.g. the baseline after first boot. */
+import * as pulumi from "@pulumi/pulumi";
+import type { SnapshotRecord } from "../backend";
+import type { BackendConnection } from "../backends";
+import { runtimeModulePath } from "./runtimeModule";
+
+export interface SnapshotArgs {
+  connection: pulumi.Input<BackendConnection>;
+  vmName: pulumi.Input<string>;
+  hosts: pulumi.Input<pulumi.Input<string>[]>;
+  repository: pulumi.Input<string>;
+  includeMemory?: pulumi.Input<boolean>;
+  /** Keep the snapshot when this resource is deleted. Default true: snapshots outlive deployments. */
+  keepOnDelete?: pulumi.Input<boolean>;
+  /** Change to take a new snapshot. */
+  trigger?: pulumi.Input<string>;
+}
+
+const impl = runtimeModulePath("provider/dynamic/snapshotImpl");
+
+const snapshotProvider: pulumi.dynamic.ResourceProvider = {
+  diff: (id, olds, news) => require(impl).diff(id, olds, news),
+  create: (inputs) => require(impl).create(inputs),
+  read: (id, props) => require(impl).read(id, props),
+  update: (id, olds, news) => require(impl).update(id, olds, news),
+  delete: (id, props) => require(impl).remove(id, props),
+};
+
+export class Snapshot extends pulumi.dynamic.Resource {
+  declare readonly snapshot: pulumi.Output<SnapshotRecord>;
+
+  constructor(name: string, args: SnapshotArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      snapshotProvider,
+      name,
+      { snapshot: undefined, ...args, includeMemory: args.includeMemory ?? true, keepOnDelete: args.keepOnDelete ?? true },
+      { ...opts, additionalSecretOutputs: ["connection"] },
+      "protected-vm",
+      "Snapshot",
+    );
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Snapshots of a running libvirt domain that survive its host, and restore on another host.
+ *
+ * Take (see ../../../shared/docs/lab-notes.md for the measurements behind these choices):
+ *  1. `snapshot-create-as --memspec ...,snapshot=external --diskspec vda,snapshot=external
+ *     --atomic --no-metadata`, NOT --live: a live external snapshot of a guest that rewrites
+ *     memory fast may never converge (lab: 70 s and 23 GB for a 512 MiB guest), while the
+ *     non-live one pauses the guest once, for about the time it takes to write its memory.
+ *     The memory file is in libvirt's save-image format, so `virsh restore` can read it.
+ *  2. The disk is now frozen at that moment: it became the read-only backing file of a fresh
+ *     overlay that the guest writes to. The repository reads the frozen disk and the memory
+ *     file (content-defined chunks: only what changed since the last snapshot is stored).
+ *  3. `blockcommit --active --pivot` folds the overlay back into the disk, so the chain never
+ *     grows, and the staging files are removed.
+ * Restore: rebuild the files from the repository into the target host's pool, rewrite the
+ * domain XML saved in the memory image for that host, `virsh restore`, then define it so the
+ * domain is persistent there.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { SnapshotRecord, VmInfo } from "../backend";
+import { SnapshotRepository } from "../repository/repository";
+import { VirshError, VirshRunner } from "./virsh";
+import { rewriteForHost } from "./domainXml";
+import { defineXml, domainState, vmInfo, withXmlFile } from "./domains";
+import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
+
+export interface TakeSnapshotArgs {
+  uri: string;
+  name: string;
+  pool: string;
+  includeMemory: boolean;
+  repository: string;
+}
+
+/** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
+function primaryDisk(domainXml: string): { target: string; path: string } {
+  const m = /<disk\b[^>]*device=['"]disk['"][\s\S]*?<source file=['"]([^'"]+)['"][\s\S]*?<target dev=['"]([^'"]+)['"]/.exec(domainXml);
+  if (!m) throw new Error("the domain has no file-backed disk: a snapshot needs one (lab-notes: a domain with no disk cannot take one)");
+  return { path: m[1], target: m[2] };
+}
+
+export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): Promise<SnapshotRecord> {
+  const { uri, name } = args;
+  const started = Date.now();
+  const state = await domainState(virsh, uri, name);
+  if (state !== "running") throw new Error(`cannot snapshot ${name} on ${uri}: it is ${state}, a snapshot with memory needs a running VM`);
+  const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
+  const disk = primaryDisk(liveXml);
+  const dir = await poolDir(virsh, uri, args.pool);
+  // Staging names only need to be unique on this host; the repository assigns the snapshot id.
+  const id = `${Date.now()}-${process.pid}`;
+  const memFile = path.join(dir, volumeNames.memoryStaging(name, id));
+  const overlay = path.join(dir, volumeNames.overlayStaging(name, id));
+  const repo = new SnapshotRepository(args.repository);
+
+  const snapArgs = ["snapshot-create-as", name, "--name", `pv-${id}`, "--no-metadata", "--atomic"];
+  if (args.includeMemory) snapArgs.push("--memspec", `file=${memFile},snapshot=external`);
+  else snapArgs.push("--disk-only");
+  snapArgs.push("--diskspec", `${disk.target},snapshot=external,file=${overlay}`);
+
+  const pauseStart = Date.now();
+  await virsh.run(uri, snapArgs, { timeoutMs: 3_600_000 });
+  const pauseMs = Date.now() - pauseStart;
+  const createdAt = new Date(pauseStart);
+
+  let committed: SnapshotRecord | undefined;
+  const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(started), includesMemory: args.includeMemory, pauseMs });
+  try {
+    // The frozen disk is `disk.path` until the overlay is committed back below.
+    await pending.addFile(`disk:${disk.target}`, disk.path);
+    if (args.includeMemory) await pending.addFile("memory", memFile);
+    const domainXmlFile = path.join(dir, `${name}.pvsnap-${id}.xml`);
+    fs.writeFileSync(domainXmlFile, liveXml);
+    try {
+      await pending.addFile("domain.xml", domainXmlFile);
+    } finally {
+      fs.rmSync(domainXmlFile, { force: true });
+    }
+    committed = await pending.commit();
+  } catch (e) {
+    await pending.abort().catch(() => undefined);
+    throw e;
+  } finally {
+    await foldOverlay(virsh, uri, name, disk.target, overlay);
+    fs.rmSync(memFile, { force: true });
+    await refreshPool(virsh, uri, args.pool).catch(() => undefined);
+  }
+  return committed;
+}
+
+/** Merge the snapshot overlay back into the base disk and drop it, so the chain stays one file. */
+async function foldOverlay(virsh: VirshRunner, uri: string, name: string, target: string, overlay: string): Promise<void> {
+  try {
+    await virsh.run(uri, ["blockcommit", name, target, "--active", "--pivot", "--wait"], { timeoutMs: 3_600_000 });
+  } catch (e) {
+    // The VM may have died meanwhile (host failure); its overlay is then debris left for cleanup.
+    if (!(e instanceof VirshError)) throw e;
+    const st = await domainState(virsh, uri, name).catch(() => "unknown");
+    if (st === "running" || st === "paused") throw e;
+  }
+  fs.rmSync(overlay, { force: true });
+}
+
+export interface RestoreArgs {
+  snapshot: SnapshotRecord;
+  uri: string;
+  pool: string;
+  repository: string;
+  /** Name on the target host; default the snapshot's VM. A different name drops the UUID (a copy). */
+  name?: string;
+}
+
+export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Promise<VmInfo> {
+  const { snapshot, uri } = args;
+  if (!snapshot.complete) throw new Error(`snapshot ${snapshot.id} of ${snapshot.vm} is incomplete and cannot be restored`);
+  const name = args.name ?? snapshot.vm;
+  const existing = await domainState(virsh, uri, name);
+  if (existing === "running" || existing === "paused") {
+    throw new Error(`a domain named ${name} is already ${existing} on ${uri}; refusing to restore over it`);
+  }
+  const dir = await poolDir(virsh, uri, args.pool);
+  const repo = new SnapshotRepository(args.repository);
+  const staging = path.join(dir, `${name}.pvrestore-${snapshot.id}`);
+  fs.rmSync(staging, { recursive: true, force: true });
+  fs.mkdirSync(staging, { recursive: true, mode: 0o777 });
+  fs.chmodSync(staging, 0o777);
+  try {
+    const files = await repo.materialize(snapshot.vm, snapshot.id, staging);
+    const diskRole = Object.keys(files).find((r) => r.startsWith("disk:"));
+    if (!diskRole) throw new Error(`snapshot ${snapshot.id} has no disk`);
+    const diskPath = path.join(dir, volumeNames.disk(name));
+    const consoleLog = path.join(dir, volumeNames.consoleLog(name));
+    fs.renameSync(files[diskRole], diskPath);
+    fs.chmodSync(diskPath, 0o666);
+    const savedXml = fs.readFileSync(files["domain.xml"], "utf8");
+    const keepUuid = name === snapshot.vm;
+    const xml = rewriteForHost(savedXml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
+    if (existing === "shutoff") await virsh.run(uri, ["undefine", name, "--managed-save", "--snapshots-metadata"]).catch(() => undefined);
+    if (files.memory) {
+      fs.chmodSync(files.memory, 0o644);
+      const { stdout: imageXml } = await virsh.run(uri, ["save-image-dumpxml", files.memory]);
+      const restoreXml = rewriteForHost(imageXml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
+      await withXmlFile(restoreXml, (f) => virsh.run(uri, ["restore", files.memory, "--xml", f, "--running"], { timeoutMs: 3_600_000 }));
+      // `restore` leaves a transient domain: define it so it is persistent on its new host.
+      const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
+      await defineXml(virsh, uri, liveXml);
+    } else {
+      await defineXml(virsh, uri, xml);
+      await virsh.run(uri, ["start", name]);
+    }
+    await refreshPool(virsh, uri, args.pool).catch(() => undefined);
+    const info = await vmInfo(virsh, uri, name);
+    if (!info) throw new Error(`restored ${name} on ${uri} but libvirt does not list it`);
+    return info;
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Remove a VM's own files from a host's pool: disk and console log. */
+export async function deleteVmStorage(virsh: VirshRunner, uri: string, pool: string, name: string): Promise<void> {
+  await deleteVolume(virsh, uri, pool, volumeNames.disk(name));
+  await deleteVolume(virsh, uri, pool, volumeNames.consoleLog(name));
+}
+

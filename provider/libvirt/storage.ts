@@ -1,0 +1,61 @@
+/**
+ * Storage on a libvirt host, through libvirt itself (so it works for remote URIs too): the pool
+ * directory, volumes for disks, console logs and snapshot staging files.
+ */
+import type { VirshRunner } from "./virsh";
+import { VirshError } from "./virsh";
+
+export const DEFAULT_POOL = "default";
+
+/** The target directory of a dir-type pool. */
+export async function poolDir(virsh: VirshRunner, uri: string, pool: string): Promise<string> {
+  const { stdout } = await virsh.run(uri, ["pool-dumpxml", pool]);
+  const m = /<target>[\s\S]*?<path>([^<]+)<\/path>/.exec(stdout);
+  if (!m) throw new Error(`storage pool ${pool} on ${uri} has no target path (only directory pools are supported)`);
+  return m[1].trim();
+}
+
+export async function refreshPool(virsh: VirshRunner, uri: string, pool: string): Promise<void> {
+  await virsh.run(uri, ["pool-refresh", pool]);
+}
+
+export async function volumeExists(virsh: VirshRunner, uri: string, pool: string, vol: string): Promise<boolean> {
+  try {
+    await virsh.run(uri, ["vol-info", "--pool", pool, vol]);
+    return true;
+  } catch (e) {
+    if (e instanceof VirshError && /not found|no storage vol/i.test(e.stderr)) return false;
+    throw e;
+  }
+}
+
+/** Create an empty qcow2 volume (or fill it from a local qcow2 image) unless it exists; returns its path. */
+export async function ensureDiskVolume(
+  virsh: VirshRunner,
+  uri: string,
+  pool: string,
+  vol: string,
+  sizeMiB: number,
+  image?: string,
+): Promise<string> {
+  if (!(await volumeExists(virsh, uri, pool, vol))) {
+    await virsh.run(uri, ["vol-create-as", pool, vol, `${sizeMiB}M`, "--format", "qcow2"]);
+    if (image) await virsh.run(uri, ["vol-upload", "--pool", pool, vol, image], { timeoutMs: 3_600_000 });
+  }
+  const { stdout } = await virsh.run(uri, ["vol-path", "--pool", pool, vol]);
+  return stdout.trim();
+}
+
+/** Delete a volume if present (after a refresh, so files written by QEMU are seen). */
+export async function deleteVolume(virsh: VirshRunner, uri: string, pool: string, vol: string): Promise<void> {
+  await refreshPool(virsh, uri, pool);
+  if (await volumeExists(virsh, uri, pool, vol)) await virsh.run(uri, ["vol-delete", "--pool", pool, vol]);
+}
+
+/** File names a VM owns in its pool. */
+export const volumeNames = {
+  disk: (vm: string) => `${vm}.qcow2`,
+  consoleLog: (vm: string) => `${vm}.console.log`,
+  memoryStaging: (vm: string, id: string) => `${vm}.pvsnap-${id}.mem`,
+  overlayStaging: (vm: string, id: string) => `${vm}.pvsnap-${id}.overlay.qcow2`,
+};
