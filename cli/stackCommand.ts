@@ -19,6 +19,21 @@ export interface StackRunResult {
   summary?: unknown;
   changeSummary?: Record<string, number>;
   outputs?: Record<string, unknown>;
+  resources?: { urn: string; type: string; id?: string; outputs: unknown }[];
+}
+
+// Pulumi's wire markers: a value {[SIG_KEY]: SECRET_SIG, ...} is a secret.
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+function redactSecrets(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(redactSecrets);
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (o[SIG_KEY] === SECRET_SIG) return "[secret]";
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, redactSecrets(x)]));
+  }
+  return v;
 }
 
 function configFrom(args: ParsedArgs): ConfigMap {
@@ -37,8 +52,8 @@ export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
   const op = args.positionals[1];
   const programPath = flag(args, "program");
   const stackName = flag(args, "stack") ?? "dev";
-  if (!op || !["up", "preview", "refresh", "destroy", "outputs"].includes(op)) {
-    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret k=v] [--policy-pack DIR]");
+  if (!op || !["up", "preview", "refresh", "destroy", "outputs", "resources"].includes(op)) {
+    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs|resources> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret k=v] [--policy-pack DIR]");
   }
   if (!programPath) throw new UsageError("--program <module.js> is required (a module exporting `program`)");
   const mod = require(path.resolve(programPath));
@@ -64,6 +79,10 @@ export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
   } else if (op === "destroy") {
     const r = await stack.destroy({ onOutput });
     result.summary = brief(r.summary);
+  } else if (op === "resources") {
+    // What the state records for each resource (secret values stay encrypted, shown as "[secret]").
+    const deployment = await stack.exportStack();
+    result.resources = (deployment.deployment.resources ?? []).map((r: any) => ({ urn: r.urn, type: r.type, id: r.id, outputs: redactSecrets(r.outputs ?? {}) }));
   } else {
     const outs = await stack.outputs();
     result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));

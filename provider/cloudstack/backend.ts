@@ -77,16 +77,12 @@ export class CloudStackBackend implements Backend {
   readonly resources: CloudStackResources;
   private readonly zone?: string;
   private readonly log: CloudStackLogger;
-  private readonly asyncTimeoutMs: number;
-  private readonly pollMs: number;
 
   constructor(opts: CloudStackBackendOptions | { client: CloudStackClient; zone?: string; logger?: CloudStackLogger }) {
     this.client = "client" in opts ? opts.client : new CloudStackClient(opts);
     this.resources = new CloudStackResources(this.client);
     this.zone = opts.zone;
     this.log = opts.logger ?? {};
-    this.asyncTimeoutMs = "client" in opts ? opts.client.asyncTimeoutMs : (opts.asyncTimeoutMs ?? 30 * 60_000);
-    this.pollMs = "client" in opts ? 500 : (opts.pollIntervalMs ?? 1000);
   }
 
   /** Build from settings/environment (CLOUDSTACK_API_URL, ...); throws CloudStackConfigError listing every bad field. */
@@ -284,7 +280,7 @@ export class CloudStackBackend implements Backend {
     }
     const name = `pvm-${stamp()}-${Math.random().toString(36).slice(2, 6)}`;
     const description = `${SNAPSHOT_DESCRIPTION} host=${vm.hostid ?? ref.host}`;
-    const snap = await this.resources.createVmSnapshot(vm.id, name, description, opts.includeMemory, this.asyncTimeoutMs, this.pollMs);
+    const snap = await this.resources.createVmSnapshot(vm.id, name, description, opts.includeMemory, this.client.asyncTimeoutMs, this.client.pollMs);
     const root = await this.resources.rootVolume(vm.id);
     let backup: CsSnapshot | undefined;
     if (opts.repository === "secondary") {
@@ -308,8 +304,9 @@ export class CloudStackBackend implements Backend {
     const root = await this.resources.rootVolume(vm.id);
     const backups = root ? await this.resources.volumeSnapshots(root.id) : [];
     const byName = new Map(backups.map((b) => [b.name, b]));
-    const records = ours.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
-    return records.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+    // CloudStack's `created` has 1 s resolution; our names carry a millisecond stamp, so they break ties.
+    const sorted = [...ours].sort((a, b) => Date.parse(isoDate(b.created)) - Date.parse(isoDate(a.created)) || (b.displayname < a.displayname ? -1 : b.displayname > a.displayname ? 1 : 0));
+    return sorted.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
   }
 
   async deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void> {

@@ -88,6 +88,10 @@ export class CloudStackClient {
   readonly timeoutMs: number;
   readonly asyncTimeoutMs: number;
   private readonly pollIntervalMs: number;
+  /** First poll interval (for callers that poll resources themselves). */
+  get pollMs(): number {
+    return this.pollIntervalMs;
+  }
   private readonly maxPollIntervalMs: number;
   private readonly ttl: number;
   private readonly policy: RetryPolicy;

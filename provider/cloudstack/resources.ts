@@ -125,7 +125,10 @@ export class CloudStackResources {
 
   async deploy(params: Record<string, unknown>, lookupName: string): Promise<CsVm> {
     const post = typeof params.userdata === "string" && params.userdata.length > 0;
-    const lookup = async () => (await this.vmsNamed(lookupName)).find((v) => v.state !== "Error" && v.state !== "Destroyed");
+    const lookup = async () => {
+      const found = (await this.vmsNamed(lookupName)).find((v) => v.state !== "Error" && v.state !== "Destroyed");
+      return found ? this.settleVm(found) : undefined;
+    };
     try {
       return await this.client.create(
         async () => {
@@ -140,6 +143,19 @@ export class CloudStackResources {
       if (e instanceof CloudStackError && e.jobId) await this.expungeErrored(lookupName);
       throw e;
     }
+  }
+
+  /** A VM found by lookup while its deploy job may still run: wait until it leaves Starting. */
+  async settleVm(vm: CsVm, timeoutMs = this.client.asyncTimeoutMs, pollMs = 500): Promise<CsVm> {
+    const deadline = Date.now() + timeoutMs;
+    let cur: CsVm | undefined = vm;
+    while (cur && (cur.state === "Starting" || cur.state === "Creating") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(pollMs, this.client.pollMs)));
+      cur = await this.vm(vm.id);
+    }
+    if (!cur) throw new CloudStackError({ command: "deployVirtualMachine", errorCode: 431, errorText: `VM ${vm.id} disappeared while being deployed` });
+    if (cur.state === "Error") throw new CloudStackError({ command: "deployVirtualMachine", errorCode: 530, errorText: `VM ${vm.id} ended in state Error` });
+    return cur;
   }
 
   async expungeErrored(name: string): Promise<void> {
