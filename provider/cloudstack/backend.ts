@@ -95,6 +95,21 @@ export class CloudStackBackend implements Backend {
     return { kind: this.kind, client: this.client.toJSON(), zone: this.zone };
   }
 
+  /**
+   * One cheap round trip that proves the endpoint, the key pair and the zone are right
+   * (listCapabilities + listZones). For a provider's create/diff, after `check` has validated
+   * the fields offline. Throws CloudStackError (401 for bad keys) or a plain Error for a bad zone.
+   */
+  async probe(): Promise<{ cloudstackVersion: string; zoneId?: string; zoneName?: string }> {
+    const caps = await this.client.call("listCapabilities");
+    const version = String(caps.capability?.cloudstackversion ?? "unknown");
+    if (!this.zone) return { cloudstackVersion: version };
+    const zones = await this.client.listAll<{ id: string; name: string }>("listZones", "zone", {});
+    const z = zones.find((x) => x.id === this.zone || x.name === this.zone);
+    if (!z) throw new Error(`CloudStack zone ${JSON.stringify(this.zone)} not found; zones visible to this key: ${zones.map((x) => `${x.name} (${x.id})`).join(", ") || "none"}`);
+    return { cloudstackVersion: version, zoneId: z.id, zoneName: z.name };
+  }
+
   // ------------------------------------------------------------------ mapping
 
   toVmInfo(vm: CsVm): VmInfo {

@@ -263,9 +263,10 @@ export class CloudStackClient {
       const ax = e as AxiosError;
       const code = ax.code ?? "";
       const timeout = code === "ECONNABORTED" || code === "ETIMEDOUT" || /timeout/i.test(ax.message);
+      const tls = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/i.test(code);
       throw new CloudStackError({
         command,
-        errorCode: timeout ? "TIMEOUT" : "NETWORK",
+        errorCode: tls ? "TLS" : timeout ? "TIMEOUT" : "NETWORK",
         networkCode: code || undefined,
         errorText: this.scrub(`${code ? code + ": " : ""}${ax.message || "request failed"}`),
       });

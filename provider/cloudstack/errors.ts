@@ -24,7 +24,8 @@ export const API_ERROR_CODES = {
 
 /** Codes that are not CloudStack's: the request never produced a CloudStack answer. */
 export type LocalErrorCode =
-  | "NETWORK" // connection refused/reset/dropped, DNS, TLS
+  | "NETWORK" // connection refused/reset/dropped, DNS
+  | "TLS" // the server's certificate is not trusted (not retried)
   | "TIMEOUT" // HTTP request timed out
   | "JOB_TIMEOUT" // async job still pending after asyncTimeoutMs
   | "BAD_RESPONSE" // not JSON, or not CloudStack-shaped
@@ -59,6 +60,8 @@ const HINTS: Record<number, string> = {
 
 const LOCAL_HINTS: Record<LocalErrorCode, string> = {
   NETWORK: "the CloudStack API endpoint could not be reached or dropped the connection; check the endpoint URL, network and TLS settings.",
+  TLS:
+    "the API endpoint's TLS certificate is not trusted: give Node the CA (NODE_EXTRA_CA_CERTS=/path/ca.pem) or fix the certificate; verifyTls: false is for a lab only.",
   TIMEOUT: "the CloudStack API did not answer in time; raise timeoutMs or check the management server.",
   JOB_TIMEOUT:
     "the asynchronous job was still running when we stopped waiting; it may still finish - look it up (queryAsyncJobResult / the resource) before retrying.",

@@ -101,6 +101,19 @@ export function vmLabel(vm: CsVm): string {
 export class CloudStackResources {
   constructor(readonly client: CloudStackClient) {}
 
+  /** Re-read until `done` says so or asyncTimeoutMs passes; returns the last value read. */
+  async poll<T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+    const deadline = Date.now() + this.client.asyncTimeoutMs;
+    let wait = this.client.pollMs;
+    let v = await read();
+    while (!done(v) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 10_000);
+      v = await read();
+    }
+    return v;
+  }
+
   // ------------------------------------------------------------------ VMs
 
   async vmsNamed(name: string): Promise<CsVm[]> {
@@ -301,9 +314,16 @@ export class CloudStackResources {
 
   /** Back a VM snapshot up to secondary storage (KVM: createSnapshotFromVMSnapshot). */
   async backUpVmSnapshot(volumeId: string, vmSnapshotId: string, name: string): Promise<CsSnapshot> {
+    // The snapshot record exists as soon as CloudStack accepted the command (create phase):
+    // if the lookup finds it, wait for its job to finish instead of sending a second one.
     const lookup = async () => {
       const s = await this.snapshotNamed(name);
-      return s && s.state === "BackedUp" ? s : undefined;
+      if (!s) return undefined;
+      const done = await this.poll(() => this.snapshot(s.id), (x) => !x || !["Allocated", "Creating", "BackingUp", "CreatedOnPrimary"].includes(x.state));
+      if (!done || done.state !== "BackedUp") {
+        throw new CloudStackError({ command: "createSnapshotFromVMSnapshot", errorCode: 530, errorText: `snapshot ${s.id} ended in state ${done?.state ?? "deleted"}` });
+      }
+      return done;
     };
     try {
       return await this.client.create(
@@ -344,7 +364,10 @@ export class CloudStackResources {
     if (existing && existing.isready !== false) return existing;
     const lookup = async () => {
       const t = await this.templateNamed(name);
-      return t && t.isready ? t : undefined;
+      if (!t) return undefined;
+      const done = await this.poll(() => this.templateNamed(name), (x) => !x || x.isready === true || /error|fail/i.test(x.status ?? ""));
+      if (!done || !done.isready) throw new CloudStackError({ command: "createTemplate", errorCode: 530, errorText: `template ${t.id} ended ${done?.status ?? "deleted"}` });
+      return done;
     };
     try {
       return await this.client.create(
@@ -368,7 +391,25 @@ export class CloudStackResources {
 
   async createTags(resourceType: string, resourceId: string, tags: Tag[]): Promise<void> {
     if (!tags.length) return;
-    await this.client.callAsync("createTags", { resourcetype: resourceType, resourceids: resourceId, ...tagParams(tags) });
+    // createTags is not repeatable (CloudStack refuses an existing key): after an ambiguous
+    // failure, check whether the tags are there before sending it again.
+    const lookup = async () => {
+      const r = await this.client.call("listTags", { resourceid: resourceId, resourcetype: resourceType, listall: true });
+      const have = (r.tag ?? []) as CsTag[];
+      return tags.every((t) => have.some((h) => h.key === t.key && h.value === t.value)) ? true : undefined;
+    };
+    try {
+      await this.client.create(
+        async () => (await this.client.callAsync("createTags", { resourcetype: resourceType, resourceids: resourceId, ...tagParams(tags) })) && true,
+        lookup,
+        "createTags",
+      );
+    } catch (e) {
+      // The lost request's job may have finished after our lookup: then the re-sent one is
+      // refused as a duplicate, and the tags are exactly what we wanted.
+      if (e instanceof CloudStackError && e.jobId && e.errorCode === 431 && /already/i.test(e.errorText) && (await lookup())) return;
+      throw e;
+    }
   }
 
   async deleteTags(resourceType: string, resourceId: string, keys: string[]): Promise<void> {

@@ -136,6 +136,42 @@ describe("CloudStackBackend: snapshots and CloudStack's rules", () => {
   });
 });
 
+describe("CloudStackBackend: CloudStack's limits", () => {
+  test("two snapshots at once: CloudStack allows one VM-snapshot task per VM ('please try again later'), the client retries", async () => {
+    const [h1] = cs.hostIds;
+    const busyBe = backendFor(cs, log, { retry: { retries: 8, minTimeoutMs: 20, maxTimeoutMs: 50, factor: 1.5 } });
+    const info = await runningVm("app-conc", h1);
+    const ref = { name: "app-conc", host: h1 };
+    const [a, b] = await Promise.all([
+      busyBe.takeSnapshot(ref, { includeMemory: true, repository: "primary" }),
+      busyBe.takeSnapshot(ref, { includeMemory: true, repository: "primary" }),
+    ]);
+    expect(a.id).not.toBe(b.id);
+    expect(cs.commandCount("createVMSnapshot")).toBeGreaterThan(2); // at least one was refused as busy and sent again
+    expect([...cs.vmSnapshots.values()].filter((s) => s.virtualmachineid === info.id && s.state === "Ready")).toHaveLength(2);
+    expect(log.lines.some((l) => /createVMSnapshot attempt \d failed \(530\); retrying/.test(l))).toBe(true);
+  });
+
+  test("vmsnapshot.max reached: the error tells the user to delete old ones (retention keeps below it)", async () => {
+    cs.vmSnapshotMax = 2;
+    const [h1] = cs.hostIds;
+    await runningVm("app-max", h1);
+    const ref = { name: "app-max", host: h1 };
+    await be.takeSnapshot(ref, { includeMemory: true, repository: "primary" });
+    await be.takeSnapshot(ref, { includeMemory: true, repository: "primary" });
+    const e = (await be.takeSnapshot(ref, { includeMemory: true, repository: "primary" }).catch((x) => x)) as CloudStackError;
+    expect(e.errorCode).toBe(530);
+    expect(e.message).toMatch(/can just have : 2 Instance Snapshots. Please delete old ones/);
+  });
+
+  test("placing a VM on a host needs a root-admin key (531 with the reason)", async () => {
+    const user = backendFor(cs, undefined, { apiKey: cs.userApiKey, secretKey: cs.userSecretKey });
+    const e = (await user.defineVm(spec("app-user"), cs.hostIds[0]).catch((x) => x)) as CloudStackError;
+    expect(e.errorCode).toBe(531);
+    expect(e.message).toContain("Parameter hostid can only be specified by a Root Admin");
+  });
+});
+
 describe("CloudStackBackend: failed async jobs leave nothing behind", () => {
   test("createVMSnapshot job fails: the error carries CloudStack's text; no VM snapshot is left in Error", async () => {
     const [h1] = cs.hostIds;
@@ -167,6 +203,17 @@ describe("CloudStackBackend: failed async jobs leave nothing behind", () => {
     expect([...cs.vms.values()].filter((v) => v.name === "app-fail3")).toEqual([]);
     // and a second try works
     expect((await be.defineVm(spec("app-fail3"), h1)).name).toBe("app-fail3");
+  });
+
+  test("a dropped answer to createSnapshotFromVMSnapshot does not make a second backup (the lookup waits for the running job)", async () => {
+    const [h1] = cs.hostIds;
+    await runningVm("app-drop2", h1, "secondary");
+    cs.jobDurationMs = 150;
+    cs.dropNextConnection({ command: "createSnapshotFromVMSnapshot", afterProcessing: true });
+    const rec = await be.takeSnapshot({ name: "app-drop2", host: h1 }, { includeMemory: true, repository: "secondary" });
+    expect(rec.complete).toBe(true);
+    expect(cs.commandCount("createSnapshotFromVMSnapshot")).toBe(1);
+    expect([...cs.snapshots.values()].map((s) => s.state)).toEqual(["BackedUp"]);
   });
 
   test("a dropped answer to createVMSnapshot does not make a second snapshot", async () => {
@@ -347,5 +394,17 @@ describe("secrets", () => {
     expect(log.lines.length).toBeGreaterThan(10); // debug logging was on the whole time
     for (const secret of [cs.secretKey, cs.apiKey, wrongSecret]) expect(everything).not.toContain(secret);
     expect(everything).not.toMatch(/signature=(?!<redacted>)/);
+  });
+});
+
+describe("tags after a lost answer", () => {
+  test("createTags whose answer was dropped ends with the tags in place (lookup first; a duplicate CloudStack refuses is recognised)", async () => {
+    const [h1] = cs.hostIds;
+    const info = await be.defineVm(spec("app-tag-drop"), h1);
+    cs.dropNextConnection({ command: "createTags", afterProcessing: true });
+    cs.jobDurationMs = 150; // the lost request's job is still running when we look
+    await be.setProtection({ name: "app-tag-drop", host: h1 }, protection("primary", h1, [cs.hostIds[1]]));
+    expect((await be.findVm("app-tag-drop", [h1]))?.protection?.primaryHost).toBe(h1);
+    expect(cs.tagsOf(info.id)["protected-vm"]).toBe("true");
   });
 });

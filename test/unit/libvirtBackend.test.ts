@@ -1,0 +1,126 @@
+/** The libvirt backend against a scripted virsh: the exact argv it sends and what it leaves behind. */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { LibvirtBackend } from "../../provider/libvirt/backend";
+import { SnapshotRepository } from "../../provider/repository/repository";
+import { ScriptedVirsh } from "../support/scriptedVirsh";
+import { withPolicyDefaults } from "../../components/policy";
+
+const URI = "qemu+ssh://a.example/system";
+const B = "qemu+ssh://b.example/system";
+
+function domainXml(disk: string) {
+  return `<domain type='qemu'><name>vm1</name><uuid>11111111-2222-3333-4444-555555555555</uuid><memory unit='KiB'>131072</memory><vcpu>1</vcpu>
+<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`;
+}
+
+function argAfter(args: string[], flag: string): string {
+  return args[args.indexOf(flag) + 1];
+}
+
+describe("LibvirtBackend with a scripted virsh", () => {
+  let pool: string;
+  let repoDir: string;
+  let virsh: ScriptedVirsh;
+  let backend: LibvirtBackend;
+
+  beforeEach(() => {
+    pool = fs.mkdtempSync(path.join(os.tmpdir(), "pv-pool-"));
+    repoDir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-repo-"));
+    fs.writeFileSync(path.join(pool, "vm1.qcow2"), Buffer.alloc(256 * 1024, 7));
+    virsh = new ScriptedVirsh()
+      .on(["domstate", "vm1"], "running\n")
+      .on(["dumpxml", "vm1"], domainXml(path.join(pool, "vm1.qcow2")))
+      .on(["metadata", "vm1"], { error: "metadata not found: Requested metadata element is not present" })
+      .on(["pool-dumpxml", "pvlab"], `<pool type='dir'><name>pvlab</name><target><path>${pool}</path></target></pool>`)
+      .on(["pool-refresh"], "")
+      .on(["blockcommit"], "Successfully pivoted\n");
+    backend = new LibvirtBackend({ virsh, pool: "pvlab" });
+  });
+
+  afterEach(() => {
+    fs.rmSync(pool, { recursive: true, force: true });
+    fs.rmSync(repoDir, { recursive: true, force: true });
+  });
+
+  function scriptSnapshot(memBytes = 512 * 1024) {
+    virsh.on(["snapshot-create-as"], ({ args }) => {
+      const mem = /file=([^,]+),snapshot=external/.exec(argAfter(args, "--memspec"))![1];
+      const overlay = /file=([^,]+)$/.exec(argAfter(args, "--diskspec"))![1];
+      fs.writeFileSync(mem, Buffer.alloc(memBytes, 3));
+      fs.writeFileSync(overlay, "overlay");
+      return "Domain snapshot created\n";
+    });
+  }
+
+  test("takes an external, non-live, atomic snapshot, commits memory+disk+XML, folds the overlay back", async () => {
+    scriptSnapshot();
+    const rec = await backend.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir });
+
+    const [snapArgs] = virsh.argsOf("snapshot-create-as");
+    expect(snapArgs.slice(0, 2)).toEqual(["snapshot-create-as", "vm1"]);
+    expect(snapArgs).toEqual(expect.arrayContaining(["--no-metadata", "--atomic"]));
+    expect(snapArgs).not.toContain("--live"); // live snapshots may never converge (lab notes)
+    expect(argAfter(snapArgs, "--memspec")).toMatch(new RegExp(`^file=${pool}/vm1\\.pvsnap-[^,]+\\.mem,snapshot=external$`));
+    expect(argAfter(snapArgs, "--diskspec")).toMatch(/^vda,snapshot=external,file=.*overlay\.qcow2$/);
+    expect(virsh.argsOf("blockcommit")).toEqual([["blockcommit", "vm1", "vda", "--active", "--pivot", "--wait"]]);
+    // Every call went to the VM's host as an argv array; nothing through a shell.
+    expect(virsh.calls.every((c) => c.uri === URI)).toBe(true);
+
+    expect(rec).toMatchObject({ vm: "vm1", host: URI, complete: true, includesMemory: true, backend: "libvirt" });
+    expect(rec.bytes).toBe(512 * 1024 + 256 * 1024 + domainXml("").length + path.join(pool, "vm1.qcow2").length);
+    const repo = new SnapshotRepository(repoDir);
+    expect((await repo.verify("vm1", rec.id)).ok).toBe(true);
+    const files = await repo.materialize("vm1", rec.id, fs.mkdtempSync(path.join(os.tmpdir(), "pv-mat-")));
+    expect(Object.keys(files).sort()).toEqual(["disk:vda", "domain.xml", "memory"]);
+    expect(fs.readFileSync(files.memory)).toEqual(Buffer.alloc(512 * 1024, 3));
+    // Staging files are gone from the host's pool: only the disk remains.
+    expect(fs.readdirSync(pool)).toEqual(["vm1.qcow2"]);
+  });
+
+  test("a failed snapshot leaves no snapshot, complete or not, and says why", async () => {
+    virsh.on(["snapshot-create-as"], { error: "error: operation failed: domain is not running" });
+    await expect(backend.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir })).rejects.toThrow(/domain is not running/);
+    expect(await new SnapshotRepository(repoDir).list("vm1")).toEqual([]);
+    expect(virsh.argsOf("blockcommit")).toEqual([]);
+  });
+
+  test("refuses to snapshot a VM that is not running", async () => {
+    virsh = new ScriptedVirsh().on(["domstate", "vm1"], "shut off\n");
+    backend = new LibvirtBackend({ virsh, pool: "pvlab" });
+    await expect(backend.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir })).rejects.toThrow(/shutoff.*needs a running VM/);
+  });
+
+  test("defineVm creates the disk through the pool and stores the protection record in <metadata>", async () => {
+    let definedXml = "";
+    virsh
+      .on(["vol-info"], { error: "error: failed to get vol 'vm2.qcow2'\nerror: Storage volume not found: no storage vol with matching path" })
+      .on(["vol-create-as"], "Vol vm2.qcow2 created\n")
+      .on(["vol-path"], `${pool}/vm2.qcow2\n`)
+      .on(["define"], ({ args }) => {
+        definedXml = fs.readFileSync(args[1], "utf8");
+        return "Domain 'vm2' defined\n";
+      })
+      .on(["domstate", "vm2"], "shut off\n")
+      .on(["dumpxml", "vm2"], () => definedXml);
+    const protection = { version: 1 as const, backend: "libvirt" as const, primaryHost: URI, recoveryHosts: [B], policy: withPolicyDefaults({ repository: repoDir }) };
+    const info = await backend.defineVm({ name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 32, pool: "pvlab" }, protection }, URI);
+    expect(virsh.argsOf("vol-create-as")).toEqual([["vol-create-as", "pvlab", "vm2.qcow2", "32M", "--format", "qcow2"]]);
+    expect(definedXml).toContain(`<source file="${pool}/vm2.qcow2"`.replace(/"/g, "'")) ;
+    expect(definedXml).toContain(`${pool}/vm2.console.log`);
+    expect(info.protection).toEqual({ ...protection, pool: "pvlab" });
+    expect(info.state).toBe("shutoff");
+  });
+
+  test("findVm prefers the host where the VM runs and skips hosts that do not answer", async () => {
+    virsh = new ScriptedVirsh()
+      .on(["domstate", "vm1"], { error: "error: failed to connect to the hypervisor" }, URI)
+      .on(["domstate", "vm1"], "running\n", B)
+      .on(["dumpxml", "vm1"], domainXml("/b/vm1.qcow2"), B)
+      .on(["metadata", "vm1"], { error: "metadata not found" }, B);
+    backend = new LibvirtBackend({ virsh });
+    const found = await backend.findVm("vm1", [URI, B]);
+    expect(found).toMatchObject({ name: "vm1", host: B, state: "running", memoryMiB: 128, vcpus: 1 });
+  });
+});
