@@ -8,8 +8,8 @@ export function connectionFromArgs(args: ParsedArgs): BackendConnection {
   if (kind === "libvirt") return { kind, pool: flag(args, "pool") };
   if (kind === "cloudstack") {
     // Keys come from the environment only, never from argv (visible in `ps`).
-    const { cloudStackConfigFromEnv } = require("../provider/cloudstack/config");
-    return { kind, ...cloudStackConfigFromEnv(process.env) };
+    const { loadCloudStackConfig } = require("../provider/cloudstack/config") as typeof import("../provider/cloudstack/config");
+    return { kind, ...loadCloudStackConfig({}, process.env) };
   }
   throw new UsageError(`--backend must be libvirt or cloudstack, got ${JSON.stringify(kind)}`);
 }

@@ -10,6 +10,7 @@ import { parseArgs, UsageError, boolFlag } from "./args";
 import { stackCommand } from "./stackCommand";
 import { schedulerCommand } from "./schedulerCommand";
 import { recoverCommand } from "./recoverCommand";
+import { drillCommand } from "../drill/command";
 
 type Command = (args: ReturnType<typeof parseArgs>) => Promise<unknown>;
 
@@ -17,6 +18,7 @@ const commands: Record<string, Command> = {
   stack: stackCommand,
   scheduler: schedulerCommand,
   recover: recoverCommand,
+  drill: drillCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

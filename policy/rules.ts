@@ -17,8 +17,12 @@ import * as path from "path";
 import { ProtectionRecord, SnapshotPolicy, validateProtection, ValidationError, DEFAULT_POLICY } from "../components/policy";
 import type { VmSpec } from "../provider/backend";
 
-/** Resource types of the Domain dynamic resource as the engine reports them. */
-export const DOMAIN_TYPES = ["pulumi-nodejs:protected-vm:Domain", "protected-vm:index:Domain"];
+/**
+ * Resource types of the Domain dynamic resource. The engine reports a dynamic resource
+ * registered with module "protected-vm" and type "Domain" as `pulumi-nodejs:dynamic/protected-vm:Domain`
+ * (seen in `pulumi preview` with Pulumi 3.274); the other spellings are accepted for safety.
+ */
+export const DOMAIN_TYPES = ["pulumi-nodejs:dynamic/protected-vm:Domain", "pulumi-nodejs:protected-vm:Domain", "protected-vm:index:Domain"];
 export const PROTECTED_VM_TYPE = "protected-vm:index:ProtectedVM";
 /** VM types of other providers that this pack treats as VMs (configurable). */
 export const DEFAULT_FOREIGN_VM_TYPES = ["libvirt:index/domain:Domain", "cloudstack:index/instance:Instance"];

@@ -4,6 +4,7 @@
  */
 import type { Backend, BackendKind } from "./backend";
 import { LibvirtBackend } from "./libvirt/backend";
+import type { CloudStackConfigInput } from "./cloudstack/config";
 
 export interface LibvirtConnection {
   kind: "libvirt";
@@ -11,34 +12,19 @@ export interface LibvirtConnection {
   pool?: string;
 }
 
-export interface CloudStackConnection {
-  kind: "cloudstack";
-  endpoint: string;
-  apiKey: string;
-  secretKey: string;
-  zoneId?: string;
-  verifyTls?: boolean;
-  timeoutMs?: number;
-  asyncTimeoutMs?: number;
-}
+/** CloudStack endpoint, keys (Pulumi secrets), zone and timeouts; unset fields come from CLOUDSTACK_* variables. */
+export type CloudStackConnection = { kind: "cloudstack" } & CloudStackConfigInput;
 
 export type BackendConnection = LibvirtConnection | CloudStackConnection;
 
 export function createBackend(conn: BackendConnection): Backend {
   if (conn.kind === "libvirt") return new LibvirtBackend({ pool: conn.pool });
   if (conn.kind === "cloudstack") {
-    // Loaded lazily: libvirt-only users never load the HTTP client.
-    const { CloudStackBackend } = require("./cloudstack/backend");
-    const { CloudStackClient } = require("./cloudstack/client");
-    const client = new CloudStackClient({
-      endpoint: conn.endpoint,
-      apiKey: conn.apiKey,
-      secretKey: conn.secretKey,
-      verifyTls: conn.verifyTls ?? true,
-      timeoutMs: conn.timeoutMs,
-      asyncTimeoutMs: conn.asyncTimeoutMs,
-    });
-    return new CloudStackBackend({ client, zoneId: conn.zoneId });
+    // Loaded lazily: libvirt-only users never load the HTTP client. Built per call from plain
+    // settings, so no client (and no key) is ever captured in a serialized provider.
+    const { kind: _kind, ...config } = conn;
+    const { CloudStackBackend } = require("./cloudstack/backend") as typeof import("./cloudstack/backend");
+    return CloudStackBackend.fromConfig(config);
   }
   throw new Error(`unknown backend kind ${JSON.stringify((conn as { kind: unknown }).kind)}`);
 }

@@ -133,6 +133,8 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
   // restore (a stale, stopped definition on the target is replaced by the backend)
   log("restore", `restoring ${snapshot.id} as ${targetName} on ${target}`);
   let info: VmInfo = await backend.restoreSnapshot(snapshot, target, { repository: opts.repository, name: targetName });
+  // CloudStack chooses warm (revert to a memory snapshot) or cold (redeploy from a backup) itself.
+  const backendPath = (info as VmInfo & { recovery?: { path?: "warm" | "cold" } }).recovery?.path;
 
   // verify: running now and still running a moment later (not crashed on resume)
   await sleep(opts.verifyMs ?? 3000);
@@ -156,6 +158,6 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
   log("done", `recovered in ${restoreSeconds.toFixed(1)} s, RPO ${rpoSeconds.toFixed(1)} s`);
   return {
     vm, restoredAs: targetName, from: failedHost, to: target, snapshotId: snapshot.id, snapshotCreatedAt: snapshot.createdAt,
-    rpoSeconds, restoreSeconds, path: snapshot.includesMemory ? "warm" : "cold", alreadyRecovered: false, events,
+    rpoSeconds, restoreSeconds, path: backendPath ?? (snapshot.includesMemory ? "warm" : "cold"), alreadyRecovered: false, events,
   };
 }

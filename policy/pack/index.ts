@@ -30,8 +30,43 @@ const level = (l: string | undefined, d: EnforcementLevel): EnforcementLevel => 
 /** The pack's own level: PROTECTED_VM_POLICY_LEVEL=advisory turns every default to advisory (dry runs). */
 const DEFAULT_LEVEL = level(process.env.PROTECTED_VM_POLICY_LEVEL, "mandatory");
 
-/** Stack config as the engine hands it to the policy process (PULUMI_CONFIG, a JSON object). */
+/**
+ * The stack's config. The engine sends it to every analyzer in the ConfigureStack RPC (and, when
+ * it starts the pack through the language host, also as PULUMI_CONFIG); @pulumi/policy 1.21
+ * keeps only the stack tags from that RPC, so we wrap its handler to keep the config too.
+ */
+const capturedConfig: Record<string, string> = {};
+
+function captureStackConfig(): void {
+  try {
+    const grpc = require(require.resolve("@grpc/grpc-js", { paths: [require.resolve("@pulumi/policy")] }));
+    const addService = grpc.Server.prototype.addService;
+    grpc.Server.prototype.addService = function (service: unknown, impl: Record<string, any>) {
+      const inner = impl?.configureStack;
+      if (typeof inner === "function") {
+        impl = {
+          ...impl,
+          configureStack: (call: any, callback: any) => {
+            try {
+              call.request.getConfigMap().forEach((v: string, k: string) => (capturedConfig[k] = v));
+            } catch {
+              /* an older engine: no config in the request */
+            }
+            return inner(call, callback);
+          },
+        };
+      }
+      return addService.call(this, service, impl);
+    };
+  } catch {
+    /* @grpc/grpc-js not where expected: fall back to PULUMI_CONFIG */
+  }
+}
+captureStackConfig();
+
+/** A stack config value, e.g. "protected-vm:warmRecovery". */
 export function stackConfig(key: string): string | undefined {
+  if (capturedConfig[key] !== undefined) return capturedConfig[key];
   try {
     const cfg = JSON.parse(process.env.PULUMI_CONFIG ?? "{}") as Record<string, string>;
     return cfg[key] ?? cfg[key.replace(":", ":config:")];

@@ -47,9 +47,14 @@ export function domainInputErrors(i: DomainInputs): ValidationError[] {
       }),
     );
     if (i.connection?.kind === "libvirt") errs.push(...repositoryErrors(spec.protection.policy.repository));
-  } else if (!spec.name) {
-    errs.push({ field: "name", message: "is required" });
   }
+  if (i.connection?.kind === "cloudstack") {
+    const { kind: _kind, ...config } = i.connection;
+    const { loadCloudStackConfig, validateCloudStackConfig } = require("../cloudstack/config") as typeof import("../cloudstack/config");
+    errs.push(...validateCloudStackConfig(loadCloudStackConfig(config)));
+    if (!spec.cloudstack) errs.push({ field: "cloudstack.placement", message: "is required with backend cloudstack (zoneId, serviceOfferingId, templateId)" });
+  }
+  if (!spec.protection && !spec.name) errs.push({ field: "name", message: "is required" });
   return errs;
 }
 

@@ -32,7 +32,7 @@ describe("validation at preview time", () => {
     ["vmName=not a name", "name"],
     ["primaryHost=vmware://esx1", "primaryHost"],
   ])("component: %s -> preview names %s; up creates nothing", async (bad, field) => {
-    const base = stackArgs("dist/examples/libvirt-lab/index.js", "validation-component");
+    const base = stackArgs("dist/examples/protected-vm/index.js", "validation-component");
     const config = [`primaryHost=${A}`, `recoveryHost=${B}`, `repository=${repo}`, "kernel=/k", "initrd=/i", bad].flatMap((c) => ["--config", c]);
     const preview = await runCli(["stack", "preview", ...base, ...config]);
     expect(preview.code).toBe(1);

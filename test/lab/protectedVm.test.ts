@@ -24,7 +24,7 @@ describe("ProtectedVM on the libvirt lab", () => {
   beforeAll(async () => {
     lab = await ensureLab();
     base = [
-      "--program", "dist/examples/libvirt-lab/index.js", "--project", "libvirt-lab", "--stack", stack, "--quiet", "--json",
+      "--program", "dist/examples/protected-vm/index.js", "--project", "protected-vm-example", "--stack", stack, "--quiet", "--json",
     ];
   });
 

@@ -1,0 +1,61 @@
+/** The three grids: smoke (the lab test), quick (default, < 15 min on 2 cores), full (--full). */
+import type { TakeRestoreGrid } from "./takeRestore";
+import type { RecoveryGrid } from "./recovery";
+import { adaptiveMode, fixedMode, OverheadGrid } from "./overhead";
+import type { PauseGrid } from "./pause";
+
+export type Mode = "smoke" | "quick" | "full";
+
+export interface BenchConfig {
+  mode: Mode;
+  diskTestMiB: number;
+  takeRestore: TakeRestoreGrid;
+  recovery: RecoveryGrid;
+  overhead: OverheadGrid;
+  pause: PauseGrid;
+}
+
+export const CONFIGS: Record<Mode, BenchConfig> = {
+  smoke: {
+    mode: "smoke",
+    diskTestMiB: 128,
+    takeRestore: { sizes: [256], loads: [0, 90], reps: 1 },
+    recovery: { sizes: [256], loadPct: 50, workAfterSnapshotS: 3 },
+    overhead: {
+      workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
+      modes: [{ label: "none" }, fixedMode(5), adaptiveMode(5, 20)],
+      windowS: 15,
+      rpoSamples: 100,
+    },
+    pause: { memMiB: 256, fillPct: 50, snapshots: 3, baselineS: 4 },
+  },
+  quick: {
+    mode: "quick",
+    diskTestMiB: 256,
+    takeRestore: { sizes: [256, 512], loads: [0, 50, 90], reps: 2 },
+    recovery: { sizes: [256, 512], loadPct: 50, workAfterSnapshotS: 5 },
+    overhead: {
+      workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
+      modes: [{ label: "none" }, fixedMode(5), fixedMode(15), adaptiveMode(5, 30)],
+      windowS: 45,
+      rpoSamples: 200,
+    },
+    pause: { memMiB: 256, fillPct: 50, snapshots: 12, baselineS: 10 },
+  },
+  full: {
+    mode: "full",
+    diskTestMiB: 1024,
+    takeRestore: { sizes: [256, 512, 1024, 2048], loads: [0, 50, 90], reps: 5 },
+    recovery: { sizes: [256, 512, 1024, 2048], loadPct: 50, workAfterSnapshotS: 10 },
+    overhead: {
+      workloads: [
+        { label: "busy", memMiB: 512, fillPct: 50, rateMiBs: 0 },
+        { label: "light", memMiB: 512, fillPct: 50, rateMiBs: 16 },
+      ],
+      modes: [{ label: "none" }, fixedMode(5), fixedMode(15), fixedMode(60), adaptiveMode(5, 60), { label: "none-again" }],
+      windowS: 180,
+      rpoSamples: 500,
+    },
+    pause: { memMiB: 512, fillPct: 50, snapshots: 40, baselineS: 30 },
+  },
+};
