@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what is missing, builds, then runs all three
+# layers - unit (mocks, scripted virsh), integration (real `pulumi up` on the local file
+# backend) and lab (two real libvirt daemons, a real guest). Prints the time of each slow step.
+# Extra arguments go to jest (e.g. `npm test -- test/unit`).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+step() { # name, command...
+  local name="$1"; shift
+  local t0=$(date +%s)
+  echo "==> $name"
+  "$@"
+  echo "==> $name: $(( $(date +%s) - t0 ))s"
+}
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  step "npm ci" npm ci --no-audit --no-fund
+fi
+step "pulumi toolchain (built from Go modules on first run, cached after)" bash scripts/bootstrap-pulumi.sh
+step "lab: two libvirt hosts and the test guest" bash lab/lab.sh up
+# Leave no lab process behind, whatever happens below.
+trap 'bash lab/lab.sh down >/dev/null 2>&1 || true' EXIT
+step "tsc build" npx tsc -p tsconfig.json
+step "jest (unit, integration, lab)" npx jest --ci "$@"
