@@ -534,9 +534,21 @@ cmd_status() {
   return "$ok"
 }
 
+# up and down change shared state: run one at a time (tests in parallel jest processes, other
+# engineers). The lock is on this script file itself, so it leaves no file behind.
+lock_lab() {
+  command -v flock >/dev/null 2>&1 || return 0
+  exec 9<"${BASH_SOURCE[0]}"
+  if ! flock -n 9; then
+    log "another lab.sh up/down is running; waiting for it (up to 10 min)"
+    flock -w 600 9 || die "timed out waiting for another lab.sh up/down to finish" \
+      "check for a stuck 'lab.sh' process (ps aux | grep lab.sh)"
+  fi
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) shift; cmd_down "$@" ;;
+  up) lock_lab; cmd_up ;;
+  down) shift; lock_lab; cmd_down "$@" ;;
   status) cmd_status ;;
   *) usage ;;
 esac

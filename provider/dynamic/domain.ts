@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VmSpec } from "../backend";
 import type { BackendConnection } from "../backends";
-import { runtimeModulePath } from "./runtimeModule";
+import { delegatingProvider } from "./runtimeModule";
 
 export interface DomainArgs {
   connection: pulumi.Input<BackendConnection>;
@@ -12,17 +12,7 @@ export interface DomainArgs {
   running?: pulumi.Input<boolean>;
 }
 
-// Captured by the serialized provider: a path string, nothing else.
-const impl = runtimeModulePath("provider/dynamic/domainImpl");
-
-const domainProvider: pulumi.dynamic.ResourceProvider = {
-  check: (olds, news) => require(impl).check(olds, news),
-  diff: (id, olds, news) => require(impl).diff(id, olds, news),
-  create: (inputs) => require(impl).create(inputs),
-  read: (id, props) => require(impl).read(id, props),
-  update: (id, olds, news) => require(impl).update(id, olds, news),
-  delete: (id, props) => require(impl).remove(id, props),
-};
+export const domainProvider = delegatingProvider("provider/dynamic/domainImpl", ["check", "diff", "create", "read", "update", "delete"]);
 
 export class Domain extends pulumi.dynamic.Resource {
   declare readonly vmId: pulumi.Output<string>;

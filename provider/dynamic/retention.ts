@@ -1,7 +1,7 @@
 /** `protected-vm:index:Retention` - a VM's snapshot retention, applied on up, reported on refresh. */
 import * as pulumi from "@pulumi/pulumi";
 import type { BackendConnection } from "../backends";
-import { runtimeModulePath } from "./runtimeModule";
+import { delegatingProvider } from "./runtimeModule";
 
 export interface RetentionArgs {
   connection: pulumi.Input<BackendConnection>;
@@ -12,15 +12,7 @@ export interface RetentionArgs {
   onDestroy: pulumi.Input<"keep" | "delete">;
 }
 
-const impl = runtimeModulePath("provider/dynamic/retentionImpl");
-
-const retentionProvider: pulumi.dynamic.ResourceProvider = {
-  diff: (id, olds, news) => require(impl).diff(id, olds, news),
-  create: (inputs) => require(impl).create(inputs),
-  read: (id, props) => require(impl).read(id, props),
-  update: (id, olds, news) => require(impl).update(id, olds, news),
-  delete: (id, props) => require(impl).remove(id, props),
-};
+export const retentionProvider = delegatingProvider("provider/dynamic/retentionImpl", ["diff", "create", "read", "update", "delete"]);
 
 export class Retention extends pulumi.dynamic.Resource {
   declare readonly snapshotCount: pulumi.Output<number>;

@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { SnapshotRecord } from "../backend";
 import type { BackendConnection } from "../backends";
-import { runtimeModulePath } from "./runtimeModule";
+import { delegatingProvider } from "./runtimeModule";
 
 export interface SnapshotArgs {
   connection: pulumi.Input<BackendConnection>;
@@ -16,15 +16,7 @@ export interface SnapshotArgs {
   trigger?: pulumi.Input<string>;
 }
 
-const impl = runtimeModulePath("provider/dynamic/snapshotImpl");
-
-const snapshotProvider: pulumi.dynamic.ResourceProvider = {
-  diff: (id, olds, news) => require(impl).diff(id, olds, news),
-  create: (inputs) => require(impl).create(inputs),
-  read: (id, props) => require(impl).read(id, props),
-  update: (id, olds, news) => require(impl).update(id, olds, news),
-  delete: (id, props) => require(impl).remove(id, props),
-};
+export const snapshotProvider = delegatingProvider("provider/dynamic/snapshotImpl", ["diff", "create", "read", "update", "delete"]);
 
 export class Snapshot extends pulumi.dynamic.Resource {
   declare readonly snapshot: pulumi.Output<SnapshotRecord>;

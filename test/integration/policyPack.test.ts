@@ -108,7 +108,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
         "pv-recovery-hosts pv-same-host-vm mandatory",
         "pv-repository-off-host pv-local-repo-vm mandatory",
         "pv-warm-recovery pv-cold-db-vm mandatory",
-        `pv-single-repository policy-violations-bad-${id} warning`,
+        `pv-single-repository policy-violations-bad-${id} advisory`,
       ].sort(),
     );
     // The unprotected VM's message carries its URN; messages say what to change.
@@ -131,7 +131,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
     expect(r.error).toBeUndefined();
     expect(r.ok).toBe(true);
     expect(r.violations.length).toBeGreaterThanOrEqual(9);
-    expect(r.violations.every((v) => v.enforcementLevel === "warning")).toBe(true);
+    expect(r.violations.every((v) => (v.enforcementLevel as string) === "advisory")).toBe(true);
     // keepLast 12 x minInterval 30 = 330 s < 600 s: every protected VM is told (plus pv-thin's keepLast).
     const retention = r.violations.filter((v) => v.policyName === "pv-retention");
     expect(retention.some((v) => /only guarantees a snapshot 330 s old/.test(v.message))).toBe(true);
