@@ -1,6 +1,6 @@
-/** `protected-vm scheduler --hosts A,B [--status-file F] [--max-snapshots N]`: the companion scheduler. */
+/** `protected-vm scheduler --hosts A,B [--vm NAME] [--status-file F] [--max-snapshots N]`: the companion scheduler. */
 import { Scheduler } from "../scheduler/scheduler";
-import { ParsedArgs, flag } from "./args";
+import { ParsedArgs, flag, flagList } from "./args";
 import { backendFromArgs, hostsFromArgs } from "./backendArgs";
 
 export async function schedulerCommand(args: ParsedArgs): Promise<undefined> {
@@ -12,6 +12,7 @@ export async function schedulerCommand(args: ParsedArgs): Promise<undefined> {
     maxSnapshots: max ? Number(max) : undefined,
     cpuSampleMs: Number(flag(args, "cpu-sample-ms") ?? 1000),
     discoverEveryMs: Number(flag(args, "discover-every-ms") ?? 15000),
+    vmNames: flagList(args, "vm").length ? flagList(args, "vm") : undefined,
   });
   const stop = () => scheduler.stop();
   process.once("SIGTERM", stop);

@@ -10,6 +10,7 @@ import type { BackendConnection, CloudStackConnection } from "../provider/backen
 import { Domain } from "../provider/dynamic/domain";
 import { Snapshot } from "../provider/dynamic/snapshot";
 import { Retention } from "../provider/dynamic/retention";
+import { SchedulerProcess } from "../provider/dynamic/schedulerProcess";
 import { PolicyValidationError, ProtectionRecord, SnapshotPolicy, SnapshotPolicyInput, validateProtection, withPolicyDefaults } from "./policy";
 
 export type SnapshotPolicyArgs = { [K in keyof SnapshotPolicyInput]: pulumi.Input<SnapshotPolicyInput[K]> };
@@ -43,6 +44,11 @@ export interface ProtectedVMArgs {
   cloudstack?: CloudStackArgs;
   /** Take a snapshot right after the VM starts, so there is a restore point from minute one. Default true. */
   baselineSnapshot?: boolean;
+  /**
+   * Start the companion scheduler for this VM as a process on the machine running `pulumi up`
+   * (for the lab and demos; production runs it as a service, see README). Default off.
+   */
+  scheduler?: { logFile: pulumi.Input<string>; statusFile?: pulumi.Input<string> };
 }
 
 function isPlain(v: unknown): boolean {
@@ -144,6 +150,23 @@ export class ProtectedVM extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn },
     );
+
+    if (args.scheduler && backend !== "libvirt") {
+      throw new PolicyValidationError([{ field: "scheduler", message: "starting the scheduler from `pulumi up` is for libvirt labs; on CloudStack run `protected-vm scheduler --backend cloudstack` as a service" }], `ProtectedVM ${name}`);
+    }
+    if (args.scheduler) {
+      new SchedulerProcess(
+        `${name}-scheduler`,
+        {
+          vmName: this.domain.spec.apply((s) => s.name),
+          hosts,
+          pool: pulumi.output(args.disk).apply((d) => d?.pool ?? "default"),
+          logFile: args.scheduler.logFile,
+          statusFile: args.scheduler.statusFile,
+        },
+        { parent: this, dependsOn: [this.retention] },
+      );
+    }
 
     this.vmName = this.domain.spec.apply((s) => s.name);
     this.currentHost = this.domain.currentHost;

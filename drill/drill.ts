@@ -193,6 +193,12 @@ export async function runDrill(backend: Backend, vm: string, opts: DrillOptions)
 
   // Refuse early (nothing created yet) when there is nothing to restore.
   const newest = await selectSnapshot(backend, vm, opts.repository, undefined, (s) => log("select-snapshot", s));
+  // RPO: what a failure right now would lose - judged before the restore, so it is reported even if the restore fails.
+  const rpo = (started - Date.parse(newest.createdAt)) / 1000;
+  report.snapshotId = newest.id;
+  report.snapshotCreatedAt = newest.createdAt;
+  report.rpoSeconds = round(rpo);
+  checks.push({ name: "snapshot-recent", ok: rpo <= maxRpo, detail: `newest snapshot ${newest.id} was ${rpo.toFixed(1)} s old at drill start (limit ${maxRpo} s)` });
 
   const stateDir = opts.stateDir ?? defaultStateDir();
   writeJournal(stateDir, { vm, drillName: name, host: target, hosts: opts.hosts, repository: opts.repository, pid: process.pid, machine: os.hostname(), startedAt: report.startedAt });
@@ -208,17 +214,8 @@ export async function runDrill(backend: Backend, vm: string, opts: DrillOptions)
       verifyMs: opts.verifyMs,
       onEvent: (e) => log(e.step, e.detail),
     });
-    report.snapshotId = rec.snapshotId;
-    report.snapshotCreatedAt = rec.snapshotCreatedAt;
-    report.rpoSeconds = round(rec.rpoSeconds);
     report.rtoSeconds = round(rec.restoreSeconds);
     report.path = rec.path;
-
-    checks.push({
-      name: "snapshot-recent",
-      ok: rec.rpoSeconds <= maxRpo,
-      detail: `newest snapshot ${rec.snapshotId} was ${rec.rpoSeconds.toFixed(1)} s old at drill start (limit ${maxRpo} s)`,
-    });
     const copy = await backend.findVm(name, [target]);
     checks.push({ name: "copy-running", ok: copy?.state === "running", detail: `${name} is ${copy?.state ?? "missing"} on ${target}` });
     if (opts.guestProbe) {

@@ -33,6 +33,8 @@ export interface SchedulerOptions {
   statusFile?: string;
   /** Stop after this many snapshots in total (tests, drills). */
   maxSnapshots?: number;
+  /** Only these VMs (default: every protected VM on the hosts). */
+  vmNames?: string[];
 }
 
 interface Tracked {
@@ -86,6 +88,7 @@ export class Scheduler {
       }
       for (const vm of await this.opts.backend.listProtectedVms(host)) {
         if (!vm.protection || (vm.state !== "running" && vm.state !== "paused")) continue;
+        if (this.opts.vmNames && !this.opts.vmNames.includes(vm.name)) continue;
         const known = this.vms.get(vm.name);
         if (known && known.host === vm.host) {
           known.protection = vm.protection;

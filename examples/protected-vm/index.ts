@@ -5,7 +5,8 @@
  *
  * Config (strings): backend ("libvirt" | "cloudstack"), primaryHost, recoveryHost, repository,
  * vmName ("pv-demo"), memoryMiB (128), keepLast (3), minInterval (10), maxInterval (60), onDestroy.
- * libvirt: kernel, initrd, pool ("default"), guestLoadMiB (8: what the guest keeps rewriting).
+ * libvirt: kernel, initrd, pool ("default"), guestLoadMiB (8: what the guest keeps rewriting),
+ * schedulerLog (set it to start the scheduler for this VM with the stack, logging there).
  * CloudStack: endpoint, apiKey (secret), secretKey (secret), zoneId, serviceOfferingId, templateId.
  */
 import * as pulumi from "@pulumi/pulumi";
@@ -48,6 +49,8 @@ export async function program() {
       : {
           ...common,
           disk: { sizeMiB: 32, pool: cfg.get("pool") ?? "default" },
+          // Lab convenience: `--config schedulerLog=/path` starts the scheduler with the stack.
+          scheduler: cfg.get("schedulerLog") ? { logFile: cfg.require("schedulerLog") } : undefined,
           boot: {
             kernel: cfg.require("kernel"),
             initrd: cfg.require("initrd"),

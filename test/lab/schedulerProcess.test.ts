@@ -1,0 +1,55 @@
+/**
+ * ProtectedVM can start the companion scheduler with the stack (lab use): `pulumi up` starts it,
+ * it snapshots the VM on its policy, and `pulumi destroy` stops it.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ensureLab, LabState, cleanupDomains, waitForConsole } from "../support/lab";
+import { runCli, runId } from "../support/cli";
+import { SnapshotRepository } from "../../provider/repository/repository";
+import { pidAlive } from "../../provider/dynamic/schedulerProcessImpl";
+
+describe("scheduler started by the component", () => {
+  let lab: LabState;
+  const vmName = `pvsch-${runId()}`;
+  const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pv-sched-")), "scheduler.log");
+  let base: string[] = [];
+
+  beforeAll(async () => {
+    lab = await ensureLab();
+    base = ["--program", "dist/examples/protected-vm/index.js", "--project", "protected-vm-example", "--stack", vmName, "--quiet", "--json"];
+  });
+
+  afterAll(async () => {
+    await runCli(["stack", "destroy", ...base]);
+    for (const h of [lab.hosts.a, lab.hosts.b]) await cleanupDomains(h.uri, vmName);
+    const repo = new SnapshotRepository(lab.repository);
+    for (const s of await repo.list(vmName)) await repo.delete(vmName, s.id);
+  });
+
+  test("up starts it, it snapshots on the policy, destroy stops it", async () => {
+    const A = lab.hosts.a, B = lab.hosts.b;
+    const config = [
+      `primaryHost=${A.uri}`, `recoveryHost=${B.uri}`, `repository=${lab.repository}`, `kernel=${lab.guest.kernel}`, `initrd=${lab.guest.initrd}`,
+      `pool=${A.pool}`, `vmName=${vmName}`, "minInterval=3", "maxInterval=6", `schedulerLog=${logFile}`, "onDestroy=delete",
+    ].flatMap((c) => ["--config", c]);
+    const up = await runCli(["stack", "up", ...base, ...config]);
+    expect(up.code).toBe(0);
+    const res = await runCli(["stack", "resources", ...base]);
+    const proc = res.json.resources.find((r: any) => r.type === "pulumi-nodejs:dynamic/protected-vm:SchedulerProcess");
+    expect(pidAlive(proc.outputs.pid)).toBe(true);
+
+    // Two snapshots by the scheduler (beyond the baseline), each logged as one JSON line.
+    await waitForConsole(logFile, new RegExp(`"event":"snapshot","at":"[^"]+","vm":"${vmName}"[\\s\\S]*"event":"snapshot"`), 120_000);
+    const lines = fs.readFileSync(logFile, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.filter((l) => l.event === "snapshot" && l.vm === vmName).length).toBeGreaterThanOrEqual(2);
+    expect(lines.every((l) => l.vm === undefined || l.vm === vmName)).toBe(true); // --vm: only this VM
+
+    const destroy = await runCli(["stack", "destroy", ...base]);
+    expect(destroy.code).toBe(0);
+    expect(pidAlive(proc.outputs.pid)).toBe(false);
+    // onDestroy "delete": the snapshots went with the VM.
+    expect((await new SnapshotRepository(lab.repository).list(vmName)).filter((s) => s.complete)).toEqual([]);
+  });
+});
