@@ -9,7 +9,7 @@ import type { VmRef, VmSpec } from "../provider/backend";
 import type { ProtectionRecord } from "../components/policy";
 import { withPolicyDefaults } from "../components/policy";
 import { VirshRunner } from "../provider/libvirt/virsh";
-import { LabState, cleanupDomains, guestCmdline, removeFiles, waitForConsole } from "../test/support/lab";
+import { LabState, cleanupDomains, guestCmdline, removeFiles } from "../test/support/lab";
 import { LogTail, PtyTap } from "./console";
 
 export const PREFIX = "pvbench-";
@@ -28,11 +28,22 @@ export function benchName(kind: string, ...parts: Array<string | number>): strin
   return [PREFIX + kind, ...parts, Date.now().toString(36).slice(-5)].join("-");
 }
 
+/**
+ * The guest's kernel and initramfs keep ~50 MiB of its RAM, and the load needs headroom beyond
+ * that or the guest's OOM killer ends it (a 256 MiB guest cannot hold 90 % of its MemTotal).
+ * So the fill is pv.fill=<load> % of MemTotal, capped at guest RAM - FILL_HEADROOM_MIB (then given
+ * as pv.mem). The MiB actually filled is read back from the guest (PVREADY mem=) and recorded.
+ */
+export const FILL_HEADROOM_MIB = 110;
+export function fillArgs(memMiB: number, fillPct: number): { fill?: number; mem?: number } {
+  if (fillPct <= 0) return { mem: 0 };
+  const estTotal = memMiB - 50;
+  const cap = memMiB - FILL_HEADROOM_MIB;
+  return (fillPct / 100) * estTotal > cap ? { mem: cap } : { fill: fillPct };
+}
+
 export function guestSpec(lab: LabState, name: string, load: GuestLoad, protection?: ProtectionRecord): VmSpec {
-  const cmdline = guestCmdline(
-    { fill: load.fillPct > 0 ? load.fillPct : undefined, mem: load.fillPct > 0 ? undefined : 0, rate: load.rateMiBs ?? 0, tick: load.tickMs ?? TICK_MS },
-    lab.guest.cmdline ?? undefined,
-  );
+  const cmdline = guestCmdline({ ...fillArgs(load.memMiB, load.fillPct), rate: load.rateMiBs ?? 0, tick: load.tickMs ?? TICK_MS }, lab.guest.cmdline ?? undefined);
   return {
     name,
     memoryMiB: load.memMiB,
@@ -62,6 +73,26 @@ export interface RunningGuest {
   tap: PtyTap;
   /** Host time (ms) the start command returned. */
   startedAt: number;
+  /** MiB the load program filled (from PVREADY mem=). */
+  filledMiB: number;
+}
+
+/** Wait for PVREADY in the log; fail fast when the guest program exits or the domain stops. */
+async function waitReady(backend: LibvirtBackend, host: string, name: string, log: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    const text = fs.existsSync(log) ? fs.readFileSync(log, "latin1") : "";
+    const m = /^PVREADY mem=(\d+)/m.exec(text);
+    if (m) return Number(m[1]);
+    const dead = /^PVEXIT.*|Out of memory.*/m.exec(text);
+    if (dead) throw new Error(`guest program died: ${dead[0]}`);
+    if (i % 10 === 9) {
+      const st = (await backend.virsh.run(host, ["domstate", name]).catch(() => ({ stdout: "unknown" }))).stdout.trim();
+      if (!/running|paused/.test(st)) throw new Error(`domain is ${st}`);
+    }
+    if (Date.now() > deadline) throw new Error(`no PVREADY within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Define + start on host, open the pty, wait until the load is in place (PVREADY) and counting. */
@@ -72,16 +103,17 @@ export async function bootGuest(backend: LibvirtBackend, host: string, spec: VmS
   await backend.startVm({ name: spec.name, host });
   const startedAt = Date.now();
   const tap = await PtyTap.open(backend.virsh, host, spec.name);
+  let filledMiB: number;
   try {
     // PVREADY may come before the pty is open: look for it in the log file.
-    await waitForConsole(log, /^PVREADY/m, timeoutMs);
+    filledMiB = await waitReady(backend, host, spec.name, log, timeoutMs);
     await tap.next(/^PVCOUNT /, 30_000);
   } catch (e) {
     const tail = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").slice(-8).join("\n") : "(no log)";
     tap.close();
     throw new Error(`${spec.name} did not get ready: ${(e as Error).message}\n${tail}`);
   }
-  return { ref: { name: spec.name, host }, spec, log, tap, startedAt };
+  return { ref: { name: spec.name, host }, spec, log, tap, startedAt, filledMiB };
 }
 
 /** PIDs of the QEMU process running domain `name` (matched on its -name guest=<name>, argument). */

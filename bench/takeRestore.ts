@@ -35,6 +35,7 @@ export async function runTakeRestore(ctx: BenchContext, grid: TakeRestoreGrid): 
         const t0 = Date.now();
         g = await bootGuest(backend, A.uri, guestSpec(lab, name, { memMiB: mem, fillPct: load }), A.storageDir);
         rec.add({ section: "take-restore", variant: "guest", memMiB: mem, loadPct: load, metric: "boot_to_ready", value: (Date.now() - t0) / 1000, unit: "s" });
+        rec.add({ section: "take-restore", variant: "guest", memMiB: mem, loadPct: load, metric: "filled", value: g.filledMiB, unit: "MiB" });
         await sleep(2000);
         for (let rep = 1; rep <= grid.reps; rep++) {
           const k = { section: "take-restore", memMiB: mem, loadPct: load, rep };

@@ -365,6 +365,16 @@ daemon_pid() { # pid of the host's daemon if it runs, else nothing
   echo "$pid"
 }
 
+log_tail() { # last lines of a host's daemon output, for error messages
+  local hd f
+  hd="$(host_dir "$1")"
+  for f in "$hd/log/daemon.stdout" "$hd/log/daemon.log"; do
+    [[ -s "$f" ]] || continue
+    printf '[lab] --- last lines of %s:\n' "$f" >&2
+    tail -n 8 "$f" | sed 's/^/[lab]     /' >&2
+  done
+}
+
 start_daemon() {
   local h="$1" u hd rt sock pid bin
   u="$(host_user "$h")"
@@ -399,8 +409,9 @@ start_daemon() {
       HOME="$hd/home" USER="$u" LOGNAME="$u" PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C \
       XDG_RUNTIME_DIR="$rt" XDG_CONFIG_HOME="$hd/config" XDG_CACHE_HOME="$hd/cache" XDG_DATA_HOME="$hd/data" \
       "$bin" -d >"$hd/log/daemon.stdout" 2>&1; then
+    log_tail "$h"
     die "host $h: $(basename "$bin") failed to start" \
-      "see $hd/log/daemon.stdout and $hd/log/daemon.log" \
+      "see $hd/log/daemon.stdout and $hd/log/daemon.log (last lines above)" \
       "'npm run lab -- down' then 'npm run lab -- up' starts from scratch"
   fi
   local i
@@ -411,6 +422,7 @@ start_daemon() {
     fi
     sleep 0.2
   done
+  log_tail "$h"
   die "host $h: the daemon started but $(host_uri "$h") does not answer after 30 s" \
     "see $hd/log/daemon.log and $hd/log/daemon.stdout" "try: virsh -c '$(host_uri "$h")' list --all"
 }
@@ -427,18 +439,29 @@ stop_daemon() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# Kill whatever still runs as the host's user (qemu, helpers). The users exist only for the lab.
-kill_user_processes() {
-  local u pids i
-  u="$(host_user "$1")"
+# Live pids of the host's user that belong to THIS lab (another checkout may run its own lab with
+# the same users): the daemon has XDG_*=<lab>/<host>/... in its environment, and its QEMU
+# processes inherit per-domain dirs under <lab>/<host>/config.
+host_pids() {
+  local h="$1" u hd pid
+  u="$(host_user "$h")"
+  hd="$(host_dir "$h")"
   id "$u" >/dev/null 2>&1 || return 0
-  pids="$(user_pids "$u")"
+  for pid in $(user_pids "$u"); do
+    if grep -qsaF -e "$hd/" -e "$(host_runtime "$h")" "/proc/$pid/cmdline" "/proc/$pid/environ"; then echo "$pid"; fi
+  done
+}
+
+# Kill whatever of this lab still runs as the host's user (qemu, helpers).
+kill_host_processes() {
+  local h="$1" pids i
+  pids="$(host_pids "$h")"
   [[ -z "$pids" ]] && return 0
-  log "host $1: killing leftover processes of $u: $(echo $pids)"
+  log "host $h: killing leftover processes of $(host_user "$h"): $(echo $pids)"
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    pids="$(user_pids "$u")"
+    pids="$(host_pids "$h")"
     [[ -z "$pids" ]] && return 0
     sleep 0.05
   done
@@ -542,7 +565,7 @@ cmd_down() {
       done < <(virsh_h "$h" list --all --name 2>/dev/null || true)
     fi
     stop_daemon "$h"
-    kill_user_processes "$h"
+    kill_host_processes "$h"
     rm -rf "$(host_runtime "$h")" "$(host_dir "$h")"
   done
   rmdir "/run/pvlab-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)" 2>/dev/null || true

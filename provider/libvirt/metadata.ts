@@ -44,3 +44,11 @@ export function parseProtectionElement(xml: string): ProtectionRecord | undefine
     return undefined;
   }
 }
+
+/**
+ * Remove our protection element from a domain XML: a drill's copy of a VM is not itself
+ * protected, so schedulers must not find (and snapshot) it.
+ */
+export function stripProtectionElement(domainXml: string): string {
+  return domainXml.replace(/<([\w.-]+:)?protection\b[^>]*>[\s\S]*?<\/([\w.-]+:)?protection>/g, (el) => (el.includes(PROTECTION_NS) ? "" : el));
+}

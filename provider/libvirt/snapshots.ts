@@ -13,8 +13,8 @@
  *  3. `blockcommit --active --pivot` folds the overlay back into the disk, so the chain never
  *     grows, and the staging files are removed.
  * Restore: rebuild the files from the repository into the target host's pool, rewrite the
- * domain XML saved in the memory image for that host, `virsh restore`, then define it so the
- * domain is persistent there.
+ * domain XML embedded in the memory image for that host (paths; name and UUID for a copy),
+ * `virsh restore`, then define it so the domain is persistent there.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -22,7 +22,9 @@ import type { SnapshotRecord, VmInfo } from "../backend";
 import { SnapshotRepository } from "../repository/repository";
 import { VirshError, VirshRunner } from "./virsh";
 import { rewriteForHost } from "./domainXml";
-import { defineXml, domainState, vmInfo, withXmlFile } from "./domains";
+import { defineXml, domainState, vmInfo } from "./domains";
+import { rewriteSaveImageXml } from "./saveImage";
+import { stripProtectionElement } from "./metadata";
 import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
 
 export interface TakeSnapshotArgs {
@@ -135,13 +137,19 @@ export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Pr
     fs.chmodSync(diskPath, 0o666);
     const savedXml = fs.readFileSync(files["domain.xml"], "utf8");
     const keepUuid = name === snapshot.vm;
-    const xml = rewriteForHost(savedXml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
+    // A copy under another name (a drill) gets a new UUID and no protection record.
+    const forTarget = (xml: string) => {
+      const rewritten = rewriteForHost(xml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
+      return keepUuid ? rewritten : stripProtectionElement(rewritten);
+    };
+    const xml = forTarget(savedXml);
     if (existing === "shutoff") await virsh.run(uri, ["undefine", name, "--managed-save", "--snapshots-metadata"]).catch(() => undefined);
     if (files.memory) {
       fs.chmodSync(files.memory, 0o644);
-      const { stdout: imageXml } = await virsh.run(uri, ["save-image-dumpxml", files.memory]);
-      const restoreXml = rewriteForHost(imageXml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
-      await withXmlFile(restoreXml, (f) => virsh.run(uri, ["restore", files.memory, "--xml", f, "--running"], { timeoutMs: 3_600_000 }));
+      // Rewrite the XML inside the image (restore --xml refuses a new name or UUID, which a
+      // drill's copy needs), then restore it as it now says.
+      rewriteSaveImageXml(files.memory, (imageXml) => forTarget(imageXml));
+      await virsh.run(uri, ["restore", files.memory, "--running"], { timeoutMs: 3_600_000 });
       // `restore` leaves a transient domain: define it so it is persistent on its new host.
       const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
       await defineXml(virsh, uri, liveXml);
