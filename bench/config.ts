@@ -20,7 +20,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
     mode: "smoke",
     diskTestMiB: 128,
     takeRestore: { sizes: [256], loads: [0, 90], reps: 1 },
-    recovery: { sizes: [256], loadPct: 50, workAfterSnapshotS: 3 },
+    recovery: { sizes: [256], loadPct: 50, workAfterSnapshotS: 3, reps: 1 },
     overhead: {
       workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
       modes: [{ label: "none" }, fixedMode(5), adaptiveMode(5, 20)],
@@ -33,7 +33,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
     mode: "quick",
     diskTestMiB: 256,
     takeRestore: { sizes: [256, 512], loads: [0, 50, 90], reps: 2 },
-    recovery: { sizes: [256, 512], loadPct: 50, workAfterSnapshotS: 5 },
+    recovery: { sizes: [256, 512], loadPct: 50, workAfterSnapshotS: 5, reps: 2 },
     overhead: {
       workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
       modes: [{ label: "none" }, fixedMode(5), fixedMode(15), adaptiveMode(5, 30)],
@@ -46,7 +46,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
     mode: "full",
     diskTestMiB: 1024,
     takeRestore: { sizes: [256, 512, 1024, 2048], loads: [0, 50, 90], reps: 5 },
-    recovery: { sizes: [256, 512, 1024, 2048], loadPct: 50, workAfterSnapshotS: 10 },
+    recovery: { sizes: [256, 512, 1024, 2048], loadPct: 50, workAfterSnapshotS: 10, reps: 3 },
     overhead: {
       workloads: [
         { label: "busy", memMiB: 512, fillPct: 50, rateMiBs: 0 },

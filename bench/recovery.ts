@@ -25,19 +25,20 @@ export interface RecoveryGrid {
   loadPct: number;
   /** Seconds the guest keeps working between its newest snapshot and the failure. */
   workAfterSnapshotS: number;
+  reps: number;
 }
 
 export async function runRecovery(ctx: BenchContext, grid: RecoveryGrid): Promise<void> {
   const { lab, backend, rec } = ctx;
   const A = lab.hosts.a;
   const B = lab.hosts.b;
-  for (const mem of grid.sizes) {
+  for (const mem of grid.sizes) for (let rep = 1; rep <= grid.reps; rep++) {
     const name = benchName("rc", mem);
     const coldName = benchName("fo", mem);
     const repo = ctx.newRepo(name);
     let g: RunningGuest | undefined;
     const tails: LogTail[] = [];
-    const k = { section: "recovery", memMiB: mem, loadPct: grid.loadPct };
+    const k = { section: "recovery", memMiB: mem, loadPct: grid.loadPct, rep };
     try {
       ctx.log(`recovery: ${mem} MiB: booting ${name} on A`);
       const spec = guestSpec(lab, name, { memMiB: mem, fillPct: grid.loadPct }, protectionFor(lab, repo));

@@ -49,7 +49,7 @@ describeLab("lab: recovery drill", () => {
     if (up.code !== 0) throw new Error(`stack up failed (${up.code}): ${up.stderr}`);
     // The baseline snapshot was taken at boot; take one while the guest counts, as the scheduler would.
     await waitForCounter(consoleA, 3, 120_000);
-    const sched = await runCli(["scheduler", "--hosts", hostsFlag, "--pool", "pvlab", "--max-snapshots", "1", "--cpu-sample-ms", "200"]);
+    const sched = await runCli(["scheduler", "--vm", vm, "--hosts", hostsFlag, "--pool", "pvlab", "--max-snapshots", "1", "--cpu-sample-ms", "200"]);
     if (sched.code !== 0) throw new Error(`scheduler failed: ${sched.stderr}`);
   });
 

@@ -55,7 +55,7 @@ describe("ProtectedVM on the libvirt lab", () => {
     await waitForConsole(consoleA, /PVCOUNT 2 /, 120_000);
 
     t = Date.now();
-    const sched = await runCli(["scheduler", "--hosts", `${A.uri},${B.uri}`, "--pool", A.pool, "--max-snapshots", "3", "--discover-every-ms", "2000"]);
+    const sched = await runCli(["scheduler", "--vm", vmName, "--hosts", `${A.uri},${B.uri}`, "--pool", A.pool, "--max-snapshots", "3", "--discover-every-ms", "2000"]);
     expect(sched.code).toBe(0);
     console.log(`scheduler, 3 snapshots: ${Date.now() - t} ms`);
     const events = sched.stdout.trim().split("\n").map((l) => JSON.parse(l));
