@@ -43,7 +43,7 @@ export async function runRecovery(ctx: BenchContext, grid: RecoveryGrid): Promis
       ctx.log(`recovery: ${mem} MiB: booting ${name} on A`);
       const spec = guestSpec(lab, name, { memMiB: mem, fillPct: grid.loadPct }, protectionFor(lab, repo));
       g = await bootGuest(backend, A.uri, spec, A.storageDir);
-      await sleep(2000);
+      await sleep(5000); // some work before the snapshot, so a cold boot visibly loses more than recover()
       const snap = await backend.takeSnapshot(g.ref, { includeMemory: true, repository: repo });
       await sleep(grid.workAfterSnapshotS * 1000);
 

@@ -8,11 +8,17 @@
 #
 # Each host is a session-mode libvirt daemon (virtqemud, or libvirtd where the modular daemons
 # are not packaged, as on Debian 12) run by its own unprivileged user (pvlab-a, pvlab-b), with
-# XDG_* pointed at .lab/<host>/. Root talks to it with
+# XDG_* pointed at .lab/<host>/ (or /run/pvlab-<hash>/<host> when the repo path is too long for
+# unix sockets, see host_dir). Root talks to it with
 #   qemu:///session?socket=<repo>/.lab/<host>/run/libvirt/<daemon>-sock
-# Its QEMU processes run as that user, so every file a domain of host X must open (disk,
-# state file) must be readable/writable by pvlab-X (state.json gives user/uid/gid).
+# (daemon = libvirt or virtqemud). Its QEMU processes run as that user, so every file a domain of
+# host X must open (disk, state file) must be readable/writable by pvlab-X (state.json gives
+# user/uid/gid). Each host has a dir storage pool "pvlab" on .lab/<host>/storage.
 # .lab/repo (mode 1777, group pvlab) stands in for shared storage.
+# Guest (.lab/guest, rebuilt only when its inputs change): vmlinuz = the Debian kernel, vmlinux =
+# the same kernel uncompressed for QEMU's PVH entry (boots ~3 s faster under TCG; state.json
+# guest.kernel), initrd.gz = busybox + lab/guest/pvguest.c.
+# up/down hold a lock (flock on lab/), so concurrent callers run one after the other.
 # Needs root, Debian/Ubuntu (apt-get) for the package install, and no network beyond loopback.
 set -euo pipefail
 
@@ -56,8 +62,20 @@ now_ms() { date +%s%3N; }
 # ---------------------------------------------------------------- per-host paths
 
 host_user() { printf '%s%s' "$USER_PREFIX" "$1"; }
-host_dir() { printf '%s/%s' "$LAB" "$1"; }
-host_storage() { printf '%s/storage' "$(host_dir "$1")"; }
+# Where a host's daemon keeps its state (config, run, cache, log). Unix socket paths are limited
+# to 107 bytes and QEMU's monitor socket sits at
+#   <hostdir>/config/libvirt/qemu/lib/domain-<id>-<first 20 chars of name>/monitor.sock
+# (~71 bytes after <hostdir>), so <hostdir> must stay short: <repo>/.lab/<host> when that is at
+# most 34 bytes, else /run/pvlab-<hash of the repo path>/<host> (up says so).
+short_base() { printf '/run/pvlab-%s' "$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"; }
+host_dir() {
+  local d="$LAB/$1"
+  if ((${#d} > 34)); then d="$(short_base)/$1"; fi
+  printf '%s' "$d"
+}
+# The host's storage pool directory: always under the repo.
+host_storage() { printf '%s/%s/storage' "$LAB" "$1"; }
+host_runtime() { printf '%s/run' "$(host_dir "$1")"; }
 
 # The daemon binary and its socket name: virtqemud where packaged, else the monolithic libvirtd.
 daemon_bin() {
@@ -74,17 +92,6 @@ sock_name() {
     virtqemud) echo virtqemud-sock ;;
     *) echo libvirt-sock ;;
   esac
-}
-
-# XDG_RUNTIME_DIR of a host. Unix socket paths are limited to 107 bytes: if the repo path is
-# so long that the socket would not fit, fall back to /run/pvlab-<hash of repo path>/<host>.
-host_runtime() {
-  local h="$1" d
-  d="$(host_dir "$h")/run"
-  if (( ${#d} + 30 > 107 )); then
-    d="/run/pvlab-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/$h"
-  fi
-  printf '%s' "$d"
 }
 host_sock() {
   local name
@@ -333,13 +340,17 @@ prepare_host_dirs() {
   u="$(host_user "$h")"
   hd="$(host_dir "$h")"
   rt="$(host_runtime "$h")"
-  install -d -m 0755 -o "$u" -g "$u" "$hd" "$hd/config" "$hd/config/libvirt" "$hd/cache" "$hd/data" "$hd/home" "$hd/log" \
-    "$(host_storage "$h")"
-  install -d -m 0755 "$(dirname "$rt")"
+  if [[ "$hd" != "$LAB/$h" ]]; then
+    install -d -m 0755 "$(dirname "$hd")"
+    log "NOTE: host $h keeps its daemon state in $hd ($LAB/$h is too long a prefix for QEMU's unix sockets)"
+  fi
+  install -d -m 0755 -o "$u" -g "$u" "$LAB/$h" "$(host_storage "$h")" \
+    "$hd" "$hd/config" "$hd/config/libvirt" "$hd/cache" "$hd/data" "$hd/home" "$hd/log"
   install -d -m 0700 -o "$u" -g "$u" "$rt"
   # Daemon config: log to a file (no journald/syslog for a session daemon started by a script).
   # The qemu driver writes console logs itself (stdio_handler=file) so no virtlogd is spawned.
-  local conf="$hd/config/libvirt/$(daemon_name).conf"
+  local conf
+  conf="$hd/config/libvirt/$(daemon_name).conf"
   printf 'log_outputs="3:file:%s"\n' "$hd/log/daemon.log" >"$conf"
   printf 'stdio_handler = "file"\n' >"$hd/config/libvirt/qemu.conf"
   chown "$u:$u" "$conf" "$hd/config/libvirt/qemu.conf"
@@ -408,7 +419,7 @@ start_daemon() {
   if ! runuser -u "$u" -- env -i \
       HOME="$hd/home" USER="$u" LOGNAME="$u" PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C \
       XDG_RUNTIME_DIR="$rt" XDG_CONFIG_HOME="$hd/config" XDG_CACHE_HOME="$hd/cache" XDG_DATA_HOME="$hd/data" \
-      "$bin" -d >"$hd/log/daemon.stdout" 2>&1; then
+      "$bin" -d >"$hd/log/daemon.stdout" 2>&1 9<&-; then # 9<&-: the daemon must not inherit the lab lock
     log_tail "$h"
     die "host $h: $(basename "$bin") failed to start" \
       "see $hd/log/daemon.stdout and $hd/log/daemon.log (last lines above)" \
@@ -566,9 +577,9 @@ cmd_down() {
     fi
     stop_daemon "$h"
     kill_host_processes "$h"
-    rm -rf "$(host_runtime "$h")" "$(host_dir "$h")"
+    rm -rf "$(host_dir "$h")" "${LAB:?}/$h"
   done
-  rmdir "/run/pvlab-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)" 2>/dev/null || true
+  rmdir "$(short_base)" 2>/dev/null || true
   rm -rf "$REPO_DIR" "$STATE" "$LAB"/guest.build.*
   if ((purge)); then
     rm -rf "$GUEST_DIR"
@@ -599,14 +610,27 @@ cmd_status() {
 }
 
 # up and down change shared state: run one at a time (tests in parallel jest processes, other
-# engineers). The lock is on this script file itself, so it leaves no file behind.
+# engineers). The lock is flock(2) on the lab/ directory itself, so it leaves no file behind.
+# Long-lived children (the daemons) are started with the lock fd closed.
+LOCK_TARGET="$ROOT/lab"
+lock_holders() {
+  local fd pid out=()
+  for fd in /proc/[0-9]*/fd/*; do
+    [[ "$(readlink "$fd" 2>/dev/null)" == "$LOCK_TARGET" ]] || continue
+    pid="${fd#/proc/}"
+    pid="${pid%%/*}"
+    [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
+    out+=("$pid($(cat "/proc/$pid/comm" 2>/dev/null))")
+  done
+  printf '%s ' "${out[@]}" | sort -u
+}
 lock_lab() {
   command -v flock >/dev/null 2>&1 || return 0
-  exec 9<"${BASH_SOURCE[0]}"
+  exec 9<"$LOCK_TARGET"
   if ! flock -n 9; then
-    log "another lab.sh up/down is running; waiting for it (up to 10 min)"
-    flock -w 600 9 || die "timed out waiting for another lab.sh up/down to finish" \
-      "check for a stuck 'lab.sh' process (ps aux | grep lab.sh)"
+    log "another lab.sh up/down is running; waiting for it (up to 10 min; holders: $(lock_holders))"
+    flock -w 600 9 || die "timed out waiting for the lab lock (flock on $LOCK_TARGET)" \
+      "processes holding it: $(lock_holders)" "if one of them is not a running lab.sh, stop it"
   fi
 }
 

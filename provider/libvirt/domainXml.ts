@@ -275,6 +275,32 @@ function setAttr(e: XmlElement, name: string, value: string): void {
   else e.attrs.push([name, value]);
 }
 
+/** Remove child elements by name, with the indentation text just before each. */
+function removeChildren(parent: XmlElement, name: string): void {
+  const out: XmlNode[] = [];
+  for (const c of parent.children) {
+    if (c.kind === "element" && c.name === name) {
+      const prev = out[out.length - 1];
+      if (prev && prev.kind === "text" && prev.text.trim() === "") out.pop();
+      continue;
+    }
+    out.push(c);
+  }
+  parent.children = out;
+}
+
+/** Copy of a tree without indentation: whitespace-only text next to child elements is dropped. */
+function stripIndentation(e: XmlElement): XmlElement {
+  const hasElements = e.children.some((c) => c.kind === "element");
+  return {
+    ...e,
+    attrs: e.attrs.map(([k, v]) => [k, v] as [string, string]),
+    children: e.children
+      .filter((c) => !(hasElements && c.kind === "text" && c.text.trim() === ""))
+      .map((c) => (c.kind === "element" ? stripIndentation(c) : c)),
+  };
+}
+
 /** Insert `node` after the last existing child named one of `after` (else first), with no whitespace games. */
 function insertAfter(parent: XmlElement, node: XmlElement, after: string[]): void {
   let idx = -1;
@@ -421,7 +447,7 @@ export function rewriteForHost(domainXml: string, changes: RewriteChanges): stri
   }
 
   if (changes.uuid === null) {
-    domain.children = domain.children.filter((c) => !(c.kind === "element" && c.name === "uuid"));
+    removeChildren(domain, "uuid");
   } else if (changes.uuid !== undefined) {
     if (!UUID_RE.test(changes.uuid)) throw new DomainXmlError(`uuid '${changes.uuid}' is not a UUID`);
     const u = child(domain, "uuid");
@@ -445,7 +471,7 @@ export function rewriteForHost(domainXml: string, changes: RewriteChanges): stri
     if (!wasFile) source.attrs = source.attrs.filter(([k]) => k === "index" || k === "startupPolicy");
     setAttr(source, "file", path);
     // The backing chain recorded for the old path means nothing on the new host; libvirt re-probes it.
-    disk.children = disk.children.filter((c) => !(c.kind === "element" && c.name === "backingStore"));
+    removeChildren(disk, "backingStore");
   }
 
   if (changes.consoleLog !== undefined) {
@@ -497,7 +523,8 @@ export interface ParsedDomain {
   diskPaths: string[];
   /** Log file of the serial console (first serial with a <log>, else console). */
   consoleLog?: string;
-  /** The first <metadata> element in PV_XMLNS, serialised with its namespace declaration. */
+  /** The first <metadata> element in PV_XMLNS, serialised with its namespace declaration and
+   * without indentation (libvirt re-indents what it stores). */
   metadataXml?: string;
 }
 
@@ -563,7 +590,9 @@ export function parseDomainXml(xml: string): ParsedDomain {
       // Make the element self-contained: declare its namespace on it if an ancestor did.
       const colon = m.name.indexOf(":");
       const attr = colon >= 0 ? `xmlns:${m.name.slice(0, colon)}` : "xmlns";
-      const copy: XmlElement = getAttr(m, attr) === undefined ? { ...m, attrs: [[attr, ns], ...m.attrs] } : m;
+      // libvirt re-indents metadata it stores: drop indentation so what we read back equals what we wrote.
+      const copy = stripIndentation(m);
+      if (getAttr(copy, attr) === undefined) copy.attrs.unshift([attr, ns]);
       metadataXml = serializeXml(copy);
       break;
     }

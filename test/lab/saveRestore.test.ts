@@ -28,7 +28,7 @@ const PREFIX = "pvt-sr-";
 
 describeLab("lab: save on host A, restore on host B", () => {
   const virsh = new ExecVirsh();
-  const name = `${PREFIX}${Date.now().toString(36)}`;
+  const name = `${PREFIX}${Date.now().toString(36)}${process.pid.toString(36)}`;
   const files: string[] = [];
   let lab: LabState;
 
@@ -38,8 +38,9 @@ describeLab("lab: save on host A, restore on host B", () => {
 
   afterAll(async () => {
     if (!lab) return;
-    await cleanupDomains(lab.hosts.a.uri, PREFIX, virsh);
-    await cleanupDomains(lab.hosts.b.uri, PREFIX, virsh);
+    // Only this run's domain: others may run this test against the same lab at the same time.
+    await cleanupDomains(lab.hosts.a.uri, name, virsh);
+    await cleanupDomains(lab.hosts.b.uri, name, virsh);
     removeFiles(...files);
   });
 

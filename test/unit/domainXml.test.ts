@@ -215,8 +215,19 @@ describe("rewriteForHost", () => {
     expect(parseXml(out)).toEqual(parseXml(SAVED));
   });
 
+  test("metadata read back from libvirt (re-indented) equals what we wrote", () => {
+    const built = buildDomainXml(spec, { metadataXml: META });
+    const libvirtStyle = built.replace(META_OUT, `<pv:protection xmlns:pv="${PV_XMLNS}">\n      <pv:record>{"version":1}</pv:record>\n    </pv:protection>`);
+    expect(libvirtStyle).not.toBe(built);
+    expect(parseDomainXml(libvirtStyle).metadataXml).toBe(META_OUT);
+    // whitespace inside a leaf value is data and is kept
+    const leaf = `<pv:p xmlns:pv="${PV_XMLNS}"><pv:v>  a  </pv:v></pv:p>`;
+    expect(parseDomainXml(buildDomainXml(spec, { metadataXml: leaf })).metadataXml).toBe(`<pv:p xmlns:pv='${PV_XMLNS}'><pv:v>  a  </pv:v></pv:p>`);
+  });
+
   test("rename and drop the uuid for a copy", () => {
     const out = rewriteForHost(SAVED, { name: "guest-1-drill", uuid: null });
+    expect(out).toContain("<name>guest-1-drill</name>\n  <metadata>");
     const d = read(out).domain;
     expect(d.name).toBe("guest-1-drill");
     expect(d.uuid).toBeUndefined();
@@ -278,7 +289,7 @@ describe("parseDomainXml", () => {
       vcpus: 1,
       diskPaths: ["/old/a/storage/guest-1.qcow2"],
       consoleLog: "/old/a/storage/guest-1.console.log",
-      metadataXml: expect.stringContaining(`<pv:protection xmlns:pv='${PV_XMLNS}'>`),
+      metadataXml: `<pv:protection xmlns:pv='${PV_XMLNS}'><pv:record>{"primaryHost":"a &amp; b"}</pv:record></pv:protection>`,
     });
     expect(parseXml(p.metadataXml!).name).toBe("pv:protection");
   });
