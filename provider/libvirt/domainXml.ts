@@ -9,11 +9,9 @@
  * carry at all (NUL and most C0 controls) are rejected rather than silently dropped.
  */
 import type { VmSpec } from "../backend";
+import { PROTECTION_NS as PV_XMLNS, PROTECTION_PREFIX as PV_PREFIX } from "./metadata";
 
-/** Namespace of the protection record stored in a domain's <metadata>. */
-export const PV_XMLNS = "https://protected-vm.dev/xmlns/protection/1";
-/** Prefix used for that namespace. */
-export const PV_PREFIX = "pv";
+export { PV_XMLNS, PV_PREFIX };
 
 export class DomainXmlError extends Error {
   constructor(message: string) {
