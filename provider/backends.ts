@@ -2,7 +2,7 @@
  * Builds the Backend for a connection config. Plain data in, so the dynamic providers, the
  * scheduler and the CLI all construct backends the same way.
  */
-import type { Backend, BackendKind } from "./backend";
+import type { Backend } from "./backend";
 import { LibvirtBackend } from "./libvirt/backend";
 import type { CloudStackConfigInput } from "./cloudstack/config";
 
@@ -29,6 +29,3 @@ export function createBackend(conn: BackendConnection): Backend {
   throw new Error(`unknown backend kind ${JSON.stringify((conn as { kind: unknown }).kind)}`);
 }
 
-export function backendKind(conn: BackendConnection): BackendKind {
-  return conn.kind;
-}
