@@ -6,6 +6,7 @@ import type { PauseGrid } from "./pause";
 
 export type Mode = "smoke" | "quick" | "full";
 
+/** Overhead: each protected mode runs between two unprotected ("none") windows on the same guest. */
 export interface BenchConfig {
   mode: Mode;
   diskTestMiB: number;
@@ -23,7 +24,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
     recovery: { sizes: [256], loadPct: 50, workAfterSnapshotS: 3, reps: 1 },
     overhead: {
       workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
-      modes: [{ label: "none" }, fixedMode(5), adaptiveMode(5, 20)],
+      modes: [fixedMode(5), adaptiveMode(5, 20)],
       windowS: 15,
       rpoSamples: 100,
     },
@@ -36,7 +37,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
     recovery: { sizes: [256, 512], loadPct: 50, workAfterSnapshotS: 5, reps: 2 },
     overhead: {
       workloads: [{ label: "busy", memMiB: 256, fillPct: 50, rateMiBs: 0 }],
-      modes: [{ label: "none" }, fixedMode(5), fixedMode(15), adaptiveMode(5, 30)],
+      modes: [fixedMode(5), fixedMode(15), adaptiveMode(5, 30)],
       windowS: 45,
       rpoSamples: 200,
     },
@@ -52,7 +53,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
         { label: "busy", memMiB: 512, fillPct: 50, rateMiBs: 0 },
         { label: "light", memMiB: 512, fillPct: 50, rateMiBs: 16 },
       ],
-      modes: [{ label: "none" }, fixedMode(5), fixedMode(15), fixedMode(60), adaptiveMode(5, 60), { label: "none-again" }],
+      modes: [fixedMode(5), fixedMode(15), fixedMode(60), adaptiveMode(5, 60)],
       windowS: 180,
       rpoSamples: 500,
     },

@@ -86,6 +86,13 @@ export async function main(argv = process.argv.slice(2)): Promise<string> {
   log(`machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryMiB} MiB, disk write ${machine.diskWriteMBs.toFixed(0)} MB/s, read ${machine.diskReadMBs.toFixed(0)} MB/s`);
   const ctx: BenchContext = { lab, backend, rec, machine, runId, log, ...makeRepoFns(lab, runId) };
   const errors: string[] = [];
+  // Ctrl-C / kill: remove this run's domains before leaving.
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: cleaning up pvbench-* domains`);
+    cleanupAll(lab, backend.virsh).finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const sectionSeconds: Record<string, number> = {};
   const pauseFromTake = (e: { calledAt: number; returnedAt: number; record: { pauseMs?: number } }, g: { tap: { longestTickGap(a: number, b: number): { gapMs: number } } }, section: string, memMiB: number, loadPct: number) => {
     rec.add({ section, variant: "ours", memMiB, loadPct, metric: "guest_pause", value: g.tap.longestTickGap(e.calledAt, e.returnedAt).gapMs, unit: "ms" });
@@ -110,6 +117,8 @@ export async function main(argv = process.argv.slice(2)): Promise<string> {
     }
   } finally {
     await cleanupAll(lab, backend.virsh);
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
   }
   const meta: RunMeta = {
     mode: args.mode,
