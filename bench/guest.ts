@@ -42,16 +42,8 @@ export function fillArgs(memMiB: number, fillPct: number): { fill?: number; mem?
   return (fillPct / 100) * estTotal > cap ? { mem: cap } : { fill: fillPct };
 }
 
-/**
- * transparent_hugepage=never: with the guest kernel's default, khugepaged folds the load's pages
- * into huge pages a minute or two after boot and the load then runs ~12x faster under TCG (seen
- * in the overhead section: 8 -> 105 Mpages/s mid-run). Off, the workload's speed is steady.
- */
-export const GUEST_EXTRA_CMDLINE = "transparent_hugepage=never";
-
 export function guestSpec(lab: LabState, name: string, load: GuestLoad, protection?: ProtectionRecord): VmSpec {
-  const base = `${lab.guest.cmdline ?? "quiet console=ttyS0"} ${GUEST_EXTRA_CMDLINE}`;
-  const cmdline = guestCmdline({ ...fillArgs(load.memMiB, load.fillPct), rate: load.rateMiBs ?? 0, tick: load.tickMs ?? TICK_MS }, base);
+  const cmdline = guestCmdline({ ...fillArgs(load.memMiB, load.fillPct), rate: load.rateMiBs ?? 0, tick: load.tickMs ?? TICK_MS }, lab.guest.cmdline ?? undefined);
   return {
     name,
     memoryMiB: load.memMiB,
@@ -140,6 +132,34 @@ export function qemuPids(name: string): number[] {
     if (i >= 0 && (argv[i + 1] ?? "").split(",").some((p) => p === `guest=${name}`)) out.push(Number(d));
   }
   return out;
+}
+
+/** MiB of a process's anonymous memory backed by host transparent huge pages. */
+export function anonHugeMiB(pid: number): number {
+  try {
+    const m = /^AnonHugePages:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Wait until the host's khugepaged has folded most of the guest's RAM into huge pages (QEMU
+ * madvises guest RAM; the host's THP mode here is "madvise", khugepaged scans 16 MiB / 10 s).
+ * Until then the TCG guest's memory-bound load runs up to ~12x slower, and the switch happens
+ * mid-measurement (seen as a jump in the overhead section). Returns the seconds waited.
+ */
+export async function waitHostHugePages(name: string, memMiB: number, share: number, timeoutS: number): Promise<{ waitedS: number; hugeMiB: number }> {
+  const t0 = Date.now();
+  const pid = qemuPids(name)[0];
+  let huge = 0;
+  while (pid && Date.now() - t0 < timeoutS * 1000) {
+    huge = anonHugeMiB(pid);
+    if (huge >= share * memMiB) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return { waitedS: (Date.now() - t0) / 1000, hugeMiB: huge };
 }
 
 /** Remove a bench domain and its files from a host; never throws. */

@@ -15,7 +15,7 @@ import { Scheduler, SchedulerEvent } from "../scheduler/scheduler";
 import type { SnapshotPolicy } from "../components/policy";
 import { nowMs } from "./console";
 import { BenchContext, sleep, TakeEvent, timedBackend } from "./context";
-import { benchName, bootGuest, guestSpec, protectionFor, removeGuest, RunningGuest } from "./guest";
+import { anonHugeMiB, benchName, bootGuest, guestSpec, protectionFor, qemuPids, removeGuest, RunningGuest, waitHostHugePages } from "./guest";
 import { percentile, rng } from "./stats";
 
 export interface OverheadMode {
@@ -36,6 +36,9 @@ export interface OverheadGrid {
   modes: OverheadMode[];
   windowS: number;
   rpoSamples: number;
+  /** Before measuring, wait until this share of the guest's RAM is in host huge pages, at most hugePageWaitS. */
+  hugePageShare: number;
+  hugePageWaitS: number;
 }
 
 export function fixedMode(s: number): OverheadMode {
@@ -57,6 +60,13 @@ export async function runOverhead(ctx: BenchContext, grid: OverheadGrid, onTake:
       g = await bootGuest(backend, A.uri, guestSpec(lab, name, { memMiB: wl.memMiB, fillPct: wl.fillPct, rateMiBs: wl.rateMiBs }), A.storageDir);
       const guest = g;
       await sleep(3000);
+      // Same guest speed in every window: wait for the host to back its RAM with huge pages first.
+      const warm = await waitHostHugePages(name, wl.memMiB, grid.hugePageShare, grid.hugePageWaitS);
+      rec.addAll({ section: "overhead", variant: "warmup", memMiB: wl.memMiB, loadPct: wl.fillPct, note: wl.label }, [
+        ["wait_for_host_hugepages", warm.waitedS, "s"],
+        ["host_anon_hugepages", warm.hugeMiB, "MiB"],
+      ]);
+      ctx.log(`overhead: ${wl.label}: host huge pages ${warm.hugeMiB.toFixed(0)} MiB after ${warm.waitedS.toFixed(0)} s`);
       let seed = 1;
       // The guest's speed under TCG on this shared machine drifts (and sometimes jumps) on its own, so
       // every protected mode runs between two unprotected windows and is compared with their mean.
@@ -92,7 +102,9 @@ export async function runOverhead(ctx: BenchContext, grid: OverheadGrid, onTake:
         const c2 = cs[cs.length - 1];
         const pagesPerS = (c2.work - c1.work) / ((c2.at - c1.at) / 1000);
         thrOf.push(pagesPerS / 1000);
+        const qpid = qemuPids(name)[0];
         rec.addAll({ ...k, rep: isNone ? noneRep : 1 }, [
+          ["host_anon_hugepages", qpid ? anonHugeMiB(qpid) : NaN, "MiB"],
           ["throughput", pagesPerS / 1000, "kpages/s"],
           ["window", (tEnd - t0) / 1000, "s"],
           ["snapshots", takes.length, "count"],

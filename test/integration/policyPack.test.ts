@@ -61,8 +61,9 @@ const resourceOf = (urn?: string) => (urn ? urn.split("::").pop() : undefined);
 
 describe("policy pack in pulumi preview --policy-pack", () => {
   const id = runId();
-  // A "shared" repository outside the default local paths (/tmp, /var/lib/libvirt, ...).
-  const repository = path.join(PACKAGE_ROOT, ".cache", "policy-test", `repo-${id}`);
+  // A "shared" repository outside the default local paths (/tmp, /var/lib/libvirt, ...), wherever
+  // the checkout is (CI may clone under /tmp, which the rule rightly counts as host-local).
+  const repository = path.join("/srv", "protected-vm-policy-test", `repo-${id}`);
 
   beforeAll(() => {
     for (const f of [compliantProgram, violationsProgram, path.join(PACKAGE_ROOT, "dist", "policy", "pack", "index.js")]) {
@@ -71,6 +72,11 @@ describe("policy pack in pulumi preview --policy-pack", () => {
   });
   afterAll(async () => {
     fs.rmSync(repository, { recursive: true, force: true });
+    try {
+      fs.rmdirSync(path.dirname(repository)); // only if now empty (another run may be using it)
+    } catch {
+      /* not empty */
+    }
     // The CLI previews leave empty stacks in the local state folder: remove them.
     for (const [project, stackName] of [["policy-violations", `cli-${id}`], ["policy-compliant", `cli-ok-${id}`]]) {
       const stack = await openStack({ projectName: project, stackName, program: async () => ({}) }).catch(() => undefined);
