@@ -7,9 +7,9 @@
  * Directory entries are made durable in batch by flush() (called before a manifest is written).
  */
 import { createHash } from "crypto";
-import { readdir, readFile, rename } from "fs/promises";
+import { readdir, readFile } from "fs/promises";
 import { join } from "path";
-import { fsyncDir, isErrno, mkdirp, randomHex, statIfExists, unlinkIfExists, writeFileSynced } from "./fsutil";
+import { fsyncDir, isErrno, mkdirp, randomHex, statIfExists, unlinkIfExists, writeThenRename } from "./fsutil";
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 const TMP_PREFIX = ".tmp-";
@@ -76,13 +76,8 @@ export class ChunkStore {
     const sub = join(this.dir, hash.slice(0, 2));
     await this.ensureDir(sub);
     const tmp = join(sub, `${TMP_PREFIX}${hash.slice(0, 16)}-${process.pid}-${randomHex(4)}`);
-    try {
-      await writeFileSynced(tmp, data, "wx");
-      await rename(tmp, path);
-    } catch (e) {
-      await unlinkIfExists(tmp);
-      throw e;
-    }
+    // The directory fsync is batched in flush().
+    await writeThenRename(tmp, path, data);
     this.dirtyDirs.add(sub);
     this.stats.storedBytes += data.length;
     this.stats.chunksWritten++;

@@ -36,9 +36,8 @@ export async function writeFileSynced(path: string, data: Uint8Array | string, f
   }
 }
 
-/** Replace path atomically: write a temp file next to it, fsync, rename, fsync the directory. */
-export async function atomicWriteFile(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.${randomHex(4)}.partial`;
+/** Write data to the new file tmp (fsynced), then rename it to path; tmp is removed on failure. */
+export async function writeThenRename(tmp: string, path: string, data: Uint8Array | string): Promise<void> {
   try {
     await writeFileSynced(tmp, data, "wx");
     await rename(tmp, path);
@@ -46,6 +45,11 @@ export async function atomicWriteFile(path: string, data: Uint8Array | string): 
     await unlinkIfExists(tmp);
     throw e;
   }
+}
+
+/** Replace path atomically: write a temp file next to it, fsync, rename, fsync the directory. */
+export async function atomicWriteFile(path: string, data: Uint8Array | string): Promise<void> {
+  await writeThenRename(`${path}.${randomHex(4)}.partial`, path, data);
   await fsyncDir(dirname(path));
 }
 

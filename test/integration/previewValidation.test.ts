@@ -20,6 +20,17 @@ describe("validation at preview time", () => {
     fs.rmSync(repo, { recursive: true, force: true });
   });
 
+  /** Preview fails naming the field; `up` with the same config fails too and leaves no resource. */
+  async function expectRejected(base: string[], config: string[], field: string) {
+    const preview = await runCli(["stack", "preview", ...base, ...config]);
+    expect(preview.code).toBe(1);
+    expect(preview.stderr).toContain(`${field}:`);
+    const up = await runCli(["stack", "up", ...base]);
+    expect(up.code).toBe(1);
+    const res = await runCli(["stack", "resources", ...base]);
+    expect(res.json.resources.filter((r: any) => r.type.startsWith("pulumi-nodejs:"))).toEqual([]);
+  }
+
   function stackArgs(program: string, project: string): string[] {
     const base = ["--program", program, "--project", project, "--stack", `val-${runId()}`, "--quiet", "--json"];
     stacks.push(base);
@@ -34,13 +45,7 @@ describe("validation at preview time", () => {
   ])("component: %s -> preview names %s; up creates nothing", async (bad, field) => {
     const base = stackArgs("dist/examples/protected-vm/index.js", "validation-component");
     const config = [`primaryHost=${A}`, `recoveryHost=${B}`, `repository=${repo}`, "kernel=/k", "initrd=/i", bad].flatMap((c) => ["--config", c]);
-    const preview = await runCli(["stack", "preview", ...base, ...config]);
-    expect(preview.code).toBe(1);
-    expect(preview.stderr).toContain(`${field}:`);
-    const up = await runCli(["stack", "up", ...base]);
-    expect(up.code).toBe(1);
-    const res = await runCli(["stack", "resources", ...base]);
-    expect(res.json.resources.filter((r: any) => r.type.startsWith("pulumi-nodejs:"))).toEqual([]);
+    await expectRejected(base, config, field);
   });
 
   test.each([
@@ -51,12 +56,6 @@ describe("validation at preview time", () => {
     const base = stackArgs("dist/test/support/deferredArgsProgram.js", "validation-deferred");
     const json = JSON.stringify(policy).replace("REPO", repo);
     const config = [`primaryHost=${A}`, `recoveryHost=${B}`, `policy=${json}`].flatMap((c) => ["--config", c]);
-    const preview = await runCli(["stack", "preview", ...base, ...config]);
-    expect(preview.code).toBe(1);
-    expect(preview.stderr).toContain(`${field}:`);
-    const up = await runCli(["stack", "up", ...base]);
-    expect(up.code).toBe(1);
-    const res = await runCli(["stack", "resources", ...base]);
-    expect(res.json.resources.filter((r: any) => r.type.startsWith("pulumi-nodejs:"))).toEqual([]);
+    await expectRejected(base, config, field);
   });
 });
