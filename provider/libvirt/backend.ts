@@ -8,22 +8,32 @@ import { protectionElement } from "./metadata";
 import * as domains from "./domains";
 import { DEFAULT_POOL, ensureDiskVolume, poolDir, volumeNames } from "./storage";
 import { deleteVmStorage, restoreSnapshot, takeSnapshot } from "./snapshots";
+import type { TransferSetting } from "./hostFiles";
 import * as path from "path";
 
 export interface LibvirtBackendOptions {
   virsh?: VirshRunner;
   /** Storage pool used on every host when the VM's protection record names none. */
   pool?: string;
+  /**
+   * How snapshot files move between a host's pool and the repository: "direct" (in place; the
+   * host's pool directory is on this machine), "stream" (through libvirt: vol-download /
+   * vol-upload), or "auto" (default: direct for a URI without a host part, else stream).
+   * PROTECTED_VM_TRANSFER sets it for the CLI and scheduler.
+   */
+  transfer?: TransferSetting;
 }
 
 export class LibvirtBackend implements Backend {
   readonly kind = "libvirt" as const;
   readonly virsh: VirshRunner;
   private readonly defaultPool: string;
+  private readonly transfer: TransferSetting;
 
   constructor(opts: LibvirtBackendOptions = {}) {
     this.virsh = opts.virsh ?? new ExecVirsh();
     this.defaultPool = opts.pool ?? DEFAULT_POOL;
+    this.transfer = opts.transfer ?? (process.env.PROTECTED_VM_TRANSFER as TransferSetting | undefined) ?? "auto";
   }
 
   private async poolOf(vm: VmRef): Promise<string> {
@@ -103,7 +113,7 @@ export class LibvirtBackend implements Backend {
   }
 
   async takeSnapshot(vm: VmRef, opts: SnapshotOptions): Promise<SnapshotRecord> {
-    return takeSnapshot(this.virsh, { uri: vm.host, name: vm.name, pool: await this.poolOf(vm), ...opts });
+    return takeSnapshot(this.virsh, { uri: vm.host, name: vm.name, pool: await this.poolOf(vm), transfer: this.transfer, ...opts });
   }
 
   async listSnapshots(vmName: string, repository: string): Promise<SnapshotRecord[]> {
@@ -121,6 +131,6 @@ export class LibvirtBackend implements Backend {
   }
 
   async restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo> {
-    return restoreSnapshot(this.virsh, { snapshot, uri: host, pool: this.defaultPool, repository: opts.repository, name: opts.name });
+    return restoreSnapshot(this.virsh, { snapshot, uri: host, pool: this.defaultPool, repository: opts.repository, name: opts.name, transfer: this.transfer });
   }
 }

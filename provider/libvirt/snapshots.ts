@@ -17,9 +17,11 @@
  * `virsh restore`, then define it so the domain is persistent there.
  */
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import type { SnapshotRecord, VmInfo } from "../backend";
-import { SnapshotRepository } from "../repository/repository";
+import { PendingSnapshot, SnapshotRepository } from "../repository/repository";
+import { HostFiles, TransferSetting } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
 import { rewriteForHost } from "./domainXml";
 import { defineXml, domainState, vmInfo } from "./domains";
@@ -33,6 +35,8 @@ export interface TakeSnapshotArgs {
   pool: string;
   includeMemory: boolean;
   repository: string;
+  /** How files move between the host's pool and the repository (default: in place for a local URI, streamed otherwise). */
+  transfer?: TransferSetting;
 }
 
 /** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
@@ -49,11 +53,11 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   if (state !== "running") throw new Error(`cannot snapshot ${name} on ${uri}: it is ${state}, a snapshot with memory needs a running VM`);
   const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
   const disk = primaryDisk(liveXml);
-  const dir = await poolDir(virsh, uri, args.pool);
+  const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
   // Staging names only need to be unique on this host; the repository assigns the snapshot id.
   const id = `${Date.now()}-${process.pid}`;
-  const memFile = path.join(dir, volumeNames.memoryStaging(name, id));
-  const overlay = path.join(dir, volumeNames.overlayStaging(name, id));
+  const memFile = host.hostPath(volumeNames.memoryStaging(name, id));
+  const overlay = host.hostPath(volumeNames.overlayStaging(name, id));
   const repo = new SnapshotRepository(args.repository);
 
   const snapArgs = ["snapshot-create-as", name, "--name", `pv-${id}`, "--no-metadata", "--atomic"];
@@ -68,31 +72,39 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
 
   let committed: SnapshotRecord | undefined;
   const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(started), includesMemory: args.includeMemory, pauseMs });
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-take-"));
   try {
     // The frozen disk is `disk.path` until the overlay is committed back below.
-    await pending.addFile(`disk:${disk.target}`, disk.path);
-    if (args.includeMemory) await pending.addFile("memory", memFile);
-    const domainXmlFile = path.join(dir, `${name}.pvsnap-${id}.xml`);
+    await addHostFile(pending, host, `disk:${disk.target}`, disk.path);
+    if (args.includeMemory) await addHostFile(pending, host, "memory", memFile);
+    const domainXmlFile = path.join(scratch, "domain.xml");
     fs.writeFileSync(domainXmlFile, liveXml);
-    try {
-      await pending.addFile("domain.xml", domainXmlFile);
-    } finally {
-      fs.rmSync(domainXmlFile, { force: true });
-    }
+    await pending.addFile("domain.xml", domainXmlFile);
     committed = await pending.commit();
   } catch (e) {
     await pending.abort().catch(() => undefined);
     throw e;
   } finally {
-    await foldOverlay(virsh, uri, name, disk.target, overlay);
-    fs.rmSync(memFile, { force: true });
+    fs.rmSync(scratch, { recursive: true, force: true });
+    await foldOverlay(virsh, host, name, disk.target, overlay);
+    if (args.includeMemory) await host.remove(memFile).catch(() => undefined);
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);
   }
   return committed;
 }
 
+async function addHostFile(pending: PendingSnapshot, host: HostFiles, role: string, hostPath: string): Promise<void> {
+  const local = await host.fetch(hostPath);
+  try {
+    await pending.addFile(role, local.path);
+  } finally {
+    local.release();
+  }
+}
+
 /** Merge the snapshot overlay back into the base disk and drop it, so the chain stays one file. */
-async function foldOverlay(virsh: VirshRunner, uri: string, name: string, target: string, overlay: string): Promise<void> {
+async function foldOverlay(virsh: VirshRunner, host: HostFiles, name: string, target: string, overlay: string): Promise<void> {
+  const uri = host.uri;
   try {
     await virsh.run(uri, ["blockcommit", name, target, "--active", "--pivot", "--wait"], { timeoutMs: 3_600_000 });
   } catch (e) {
@@ -101,7 +113,7 @@ async function foldOverlay(virsh: VirshRunner, uri: string, name: string, target
     const st = await domainState(virsh, uri, name).catch(() => "unknown");
     if (st === "running" || st === "paused") throw e;
   }
-  fs.rmSync(overlay, { force: true });
+  await host.remove(overlay);
 }
 
 export interface RestoreArgs {
@@ -111,6 +123,7 @@ export interface RestoreArgs {
   repository: string;
   /** Name on the target host; default the snapshot's VM. A different name drops the UUID (a copy). */
   name?: string;
+  transfer?: TransferSetting;
 }
 
 export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Promise<VmInfo> {
@@ -121,40 +134,39 @@ export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Pr
   if (existing === "running" || existing === "paused") {
     throw new Error(`a domain named ${name} is already ${existing} on ${uri}; refusing to restore over it`);
   }
-  const dir = await poolDir(virsh, uri, args.pool);
+  const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
   const repo = new SnapshotRepository(args.repository);
-  const staging = path.join(dir, `${name}.pvrestore-${snapshot.id}`);
-  fs.rmSync(staging, { recursive: true, force: true });
-  fs.mkdirSync(staging, { recursive: true, mode: 0o777 });
-  fs.chmodSync(staging, 0o777);
+  const staging = host.stagingDir(`${name}.pvrestore-${snapshot.id}`);
+  const memVolume = `${name}.pvrestore-${snapshot.id}.mem`;
   try {
     const files = await repo.materialize(snapshot.vm, snapshot.id, staging);
     const diskRole = Object.keys(files).find((r) => r.startsWith("disk:"));
     if (!diskRole) throw new Error(`snapshot ${snapshot.id} has no disk`);
-    const diskPath = path.join(dir, volumeNames.disk(name));
-    const consoleLog = path.join(dir, volumeNames.consoleLog(name));
-    fs.renameSync(files[diskRole], diskPath);
-    fs.chmodSync(diskPath, 0o666);
-    const savedXml = fs.readFileSync(files["domain.xml"], "utf8");
+    const diskPath = host.hostPath(volumeNames.disk(name));
+    const consoleLog = host.hostPath(volumeNames.consoleLog(name));
     const keepUuid = name === snapshot.vm;
     // A copy under another name (a drill) gets a new UUID and no protection record.
     const forTarget = (xml: string) => {
       const rewritten = rewriteForHost(xml, { name, uuid: keepUuid ? undefined : null, diskPath, consoleLog });
       return keepUuid ? rewritten : stripProtectionElement(rewritten);
     };
-    const xml = forTarget(savedXml);
     if (existing === "shutoff") await virsh.run(uri, ["undefine", name, "--managed-save", "--snapshots-metadata"]).catch(() => undefined);
+    await host.put(files[diskRole], volumeNames.disk(name));
     if (files.memory) {
-      fs.chmodSync(files.memory, 0o644);
       // Rewrite the XML inside the image (restore --xml refuses a new name or UUID, which a
       // drill's copy needs), then restore it as it now says.
-      rewriteSaveImageXml(files.memory, (imageXml) => forTarget(imageXml));
-      await virsh.run(uri, ["restore", files.memory, "--running"], { timeoutMs: 3_600_000 });
+      rewriteSaveImageXml(files.memory, forTarget);
+      const memOnHost = await host.put(files.memory, memVolume);
+      try {
+        await virsh.run(uri, ["restore", memOnHost, "--running"], { timeoutMs: 3_600_000 });
+      } finally {
+        await host.remove(memOnHost).catch(() => undefined);
+      }
       // `restore` leaves a transient domain: define it so it is persistent on its new host.
       const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
       await defineXml(virsh, uri, liveXml);
     } else {
-      await defineXml(virsh, uri, xml);
+      await defineXml(virsh, uri, forTarget(fs.readFileSync(files["domain.xml"], "utf8")));
       await virsh.run(uri, ["start", name]);
     }
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);

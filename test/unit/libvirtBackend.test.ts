@@ -36,7 +36,7 @@ describe("LibvirtBackend with a scripted virsh", () => {
       .on(["pool-dumpxml", "pvlab"], `<pool type='dir'><name>pvlab</name><target><path>${pool}</path></target></pool>`)
       .on(["pool-refresh"], "")
       .on(["blockcommit"], "Successfully pivoted\n");
-    backend = new LibvirtBackend({ virsh, pool: "pvlab" });
+    backend = new LibvirtBackend({ virsh, pool: "pvlab", transfer: "direct" });
   });
 
   afterEach(() => {
@@ -77,6 +77,34 @@ describe("LibvirtBackend with a scripted virsh", () => {
     expect(fs.readFileSync(files.memory)).toEqual(Buffer.alloc(512 * 1024, 3));
     // Staging files are gone from the host's pool: only the disk remains.
     expect(fs.readdirSync(pool)).toEqual(["vm1.qcow2"]);
+  });
+
+  test("a remote host's files are streamed through libvirt (vol-download), never read by path", async () => {
+    scriptSnapshot(300 * 1024);
+    const volumes = () => fs.readdirSync(pool);
+    virsh
+      .on(["vol-download"], ({ args }) => {
+        // vol-download --pool pvlab VOLUME LOCALFILE: the daemon streams the volume to us.
+        fs.copyFileSync(path.join(pool, args[3]), args[4]);
+        return "";
+      })
+      .on(["vol-info"], ({ args }) => (volumes().includes(args[3]) ? "Name: x\n" : { error: "error: Storage volume not found: no storage vol with matching path" }))
+      .on(["vol-delete"], ({ args }) => {
+        fs.rmSync(path.join(pool, args[3]));
+        return "";
+      });
+    const remote = new LibvirtBackend({ virsh, pool: "pvlab" }); // auto: qemu+ssh:// streams
+    const rec = await remote.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir });
+    const downloaded = virsh.argsOf("vol-download").map((a) => a.slice(0, 4));
+    expect(downloaded).toEqual([
+      ["vol-download", "--pool", "pvlab", "vm1.qcow2"],
+      ["vol-download", "--pool", "pvlab", expect.stringMatching(/^vm1\.pvsnap-.*\.mem$/)],
+    ]);
+    // Staging files on the host are removed through libvirt too.
+    expect(virsh.argsOf("vol-delete").map((a) => a[3])).toEqual(expect.arrayContaining([expect.stringMatching(/\.mem$/), expect.stringMatching(/overlay\.qcow2$/)]));
+    expect(volumes()).toEqual(["vm1.qcow2"]);
+    const files = await new SnapshotRepository(repoDir).materialize("vm1", rec.id, fs.mkdtempSync(path.join(os.tmpdir(), "pv-mat-")));
+    expect(fs.readFileSync(files.memory)).toEqual(Buffer.alloc(300 * 1024, 3));
   });
 
   test("a failed snapshot leaves no snapshot, complete or not, and says why", async () => {
