@@ -17,6 +17,7 @@ import * as path from "path";
 import type { Backend, HostRef, VmInfo } from "../provider/backend";
 import { DOMAIN_NAME_PATTERN } from "../components/policy";
 import { recover, RecoveryEvent, RecoveryRefused, RecoveryReport, selectSnapshot } from "../recovery/recover";
+import { pidAlive } from "../provider/pid";
 
 export const DRILL_INFIX = "-drill-";
 
@@ -142,14 +143,6 @@ function readJournal(stateDir: string, vm: string): JournalEntry[] {
   return out;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 // ---------------------------------------------------------------- drill
 

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { PACKAGE_ROOT } from "../packageRoot";
+import { pidAlive } from "../pid";
 
 export interface SchedulerProcessInputs {
   vmName: string;
@@ -22,14 +23,7 @@ export interface SchedulerProcessOutputs extends SchedulerProcessInputs {
   pid: number;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { pidAlive };
 
 /** True when pid is our scheduler for this VM (not a recycled pid of something else). */
 function isOurScheduler(pid: number, vmName: string): boolean {

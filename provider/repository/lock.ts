@@ -16,6 +16,7 @@ import { hostname } from "os";
 import { link, readdir, readFile, rename, stat, utimes } from "fs/promises";
 import { join } from "path";
 import { isErrno, mkdirp, randomHex, unlinkIfExists, writeFileSynced } from "./fsutil";
+import { pidAlive } from "../pid";
 
 export interface LockInfo {
   kind: "shared" | "exclusive";
@@ -47,15 +48,7 @@ export interface LockHandle {
 const EXCLUSIVE = "exclusive.lock";
 const SHARED_RE = /^shared-[0-9a-f]+\.lock$/;
 
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return isErrno(e, "EPERM");
-  }
-}
+export { pidAlive };
 
 export class LockManager {
   readonly dir: string;
