@@ -26,6 +26,12 @@ export interface SnapshotPolicy {
   repository: string;
   /** What `pulumi destroy` does with the VM's snapshots. Default "keep" (they outlive the VM). */
   onDestroy: "keep" | "delete";
+  /**
+   * libvirt: "auto" (default) snapshots memory live when the guest dirties memory slowly (the
+   * pause is then only the final switch-over), and with the guest paused otherwise (a live
+   * snapshot of a fast writer does not converge); "never" always pauses.
+   */
+  liveSnapshot: "auto" | "never";
 }
 
 export type SnapshotPolicyInput = Partial<SnapshotPolicy> & { repository: string };
@@ -52,6 +58,7 @@ export const DEFAULT_POLICY: Omit<SnapshotPolicy, "repository"> = {
   keepLast: 3,
   includeMemory: true,
   onDestroy: "keep",
+  liveSnapshot: "auto",
 };
 
 export function withPolicyDefaults(input: SnapshotPolicyInput): SnapshotPolicy {
@@ -113,6 +120,9 @@ export function validatePolicy(p: Partial<SnapshotPolicy>, prefix = "snapshotPol
   }
   if (typeof p.includeMemory !== "boolean") errs.push({ field: f("includeMemory"), message: "must be true or false" });
   if (typeof p.loadAdaptive !== "boolean") errs.push({ field: f("loadAdaptive"), message: "must be true or false" });
+  if (p.liveSnapshot !== "auto" && p.liveSnapshot !== "never") {
+    errs.push({ field: f("liveSnapshot"), message: `must be "auto" or "never", got ${JSON.stringify(p.liveSnapshot)}` });
+  }
   if (p.onDestroy !== "keep" && p.onDestroy !== "delete") {
     errs.push({ field: f("onDestroy"), message: `must be "keep" or "delete", got ${JSON.stringify(p.onDestroy)}` });
   }

@@ -73,6 +73,11 @@ export interface SnapshotOptions {
   includeMemory: boolean;
   /** Where snapshots are kept (libvirt: a directory every host can reach; CloudStack: "primary" or "secondary"). */
   repository: string;
+  /**
+   * libvirt: "auto" takes the memory live when the guest's measured dirty rate is low (shorter
+   * pause), else pauses the guest while memory is written; "never" (default) always pauses.
+   */
+  live?: "auto" | "never";
 }
 
 /** One snapshot, as the repository (libvirt) or CloudStack records it. */
@@ -95,6 +100,8 @@ export interface SnapshotRecord {
   location: string;
   /** How long the guest was paused, as measured by the backend (ms), when known. */
   pauseMs?: number;
+  /** libvirt: the memory was taken live (the guest ran while it was written). */
+  live?: boolean;
   /** Wall time of the whole take+commit (ms). */
   durationMs?: number;
 }

@@ -108,7 +108,7 @@ export class Scheduler {
     const previousAt = t.lastSnapshot?.createdAt ?? (await backend.listSnapshots(t.name, policy.repository)).find((s) => s.complete)?.createdAt;
     let record: SnapshotRecord | undefined;
     try {
-      record = await backend.takeSnapshot(ref, { includeMemory: policy.includeMemory, repository: policy.repository });
+      record = await backend.takeSnapshot(ref, { includeMemory: policy.includeMemory, repository: policy.repository, live: policy.liveSnapshot ?? "auto" });
       t.lastSnapshot = record;
       t.lastError = undefined;
       this.snapshotsTaken++;
@@ -120,6 +120,7 @@ export class Scheduler {
         storedBytes: record.storedBytes,
         durationMs: record.durationMs,
         pauseMs: record.pauseMs,
+        live: record.live ?? false,
         previousAgeSeconds: previousAt ? (Date.parse(record.createdAt) - Date.parse(previousAt)) / 1000 : null,
       });
       const { kept, deleted } = await pruneSnapshots(backend, t.name, policy.repository, policy);

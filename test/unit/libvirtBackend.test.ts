@@ -29,23 +29,28 @@ describe("LibvirtBackend with a scripted virsh", () => {
     pool = fs.mkdtempSync(path.join(os.tmpdir(), "pv-pool-"));
     repoDir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-repo-"));
     fs.writeFileSync(path.join(pool, "vm1.qcow2"), Buffer.alloc(256 * 1024, 7));
-    virsh = new ScriptedVirsh()
-      .on(["domstate", "vm1"], "running\n")
+    virsh = scripted();
+    backend = new LibvirtBackend({ virsh, pool: "pvlab", transfer: "direct" });
+  });
+
+  /** virsh for vm1 (running unless `state` says otherwise) with one disk in pool pvlab. */
+  function scripted(state: () => string = () => "running"): ScriptedVirsh {
+    return new ScriptedVirsh()
+      .on(["domstate", "vm1"], () => `${state()}\n`)
       .on(["dumpxml", "vm1"], domainXml(path.join(pool, "vm1.qcow2")))
       .on(["metadata", "vm1"], { error: "metadata not found: Requested metadata element is not present" })
       .on(["pool-dumpxml", "pvlab"], `<pool type='dir'><name>pvlab</name><target><path>${pool}</path></target></pool>`)
       .on(["pool-refresh"], "")
       .on(["blockcommit"], "Successfully pivoted\n");
-    backend = new LibvirtBackend({ virsh, pool: "pvlab", transfer: "direct" });
-  });
+  }
 
   afterEach(() => {
     fs.rmSync(pool, { recursive: true, force: true });
     fs.rmSync(repoDir, { recursive: true, force: true });
   });
 
-  function scriptSnapshot(memBytes = 512 * 1024) {
-    virsh.on(["snapshot-create-as"], ({ args }) => {
+  function scriptSnapshot(memBytes = 512 * 1024, on: ScriptedVirsh = virsh) {
+    on.on(["snapshot-create-as"], ({ args }) => {
       const mem = /file=([^,]+),snapshot=external/.exec(argAfter(args, "--memspec"))![1];
       const overlay = /file=([^,]+)$/.exec(argAfter(args, "--diskspec"))![1];
       fs.writeFileSync(mem, Buffer.alloc(memBytes, 3));
@@ -105,6 +110,48 @@ describe("LibvirtBackend with a scripted virsh", () => {
     expect(volumes()).toEqual(["vm1.qcow2"]);
     const files = await new SnapshotRepository(repoDir).materialize("vm1", rec.id, fs.mkdtempSync(path.join(os.tmpdir(), "pv-mat-")));
     expect(fs.readFileSync(files.memory)).toEqual(Buffer.alloc(300 * 1024, 3));
+  });
+
+  describe("live snapshots (policy liveSnapshot: auto)", () => {
+    const dirty = (mbps: number) => `Domain: 'vm1'\n  dirtyrate.calc_status=2\n  dirtyrate.megabytes_per_second=${mbps}\n`;
+
+    test("a slow writer is snapshotted live; a fast one with the guest paused", async () => {
+      scriptSnapshot();
+      virsh.on(["domdirtyrate-calc"], "").on(["domstats", "vm1", "--dirtyrate"], dirty(2));
+      const rec = await backend.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir, live: "auto" });
+      expect(virsh.argsOf("domdirtyrate-calc")).toEqual([["domdirtyrate-calc", "vm1", "--seconds", "1"]]);
+      expect(virsh.argsOf("snapshot-create-as")[0]).toContain("--live");
+      expect(rec.live).toBe(true);
+      expect(rec.pauseMs).toBeUndefined(); // libvirt does not report the switch-over pause
+
+      const fast = scripted().on(["domdirtyrate-calc"], "").on(["domstats", "vm1", "--dirtyrate"], dirty(98));
+      scriptSnapshot(512 * 1024, fast);
+      const rec2 = await new LibvirtBackend({ virsh: fast, pool: "pvlab", transfer: "direct" }).takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir, live: "auto" });
+      expect(fast.argsOf("snapshot-create-as")[0]).not.toContain("--live");
+      expect(rec2.live).toBe(false);
+      expect(rec2.pauseMs).toBeGreaterThanOrEqual(0);
+    });
+
+    test("a live snapshot that has not converged by the deadline pauses the guest, which is resumed after", async () => {
+      let state = "running";
+      virsh = scripted(() => state);
+      backend = new LibvirtBackend({ virsh, pool: "pvlab", transfer: "direct" });
+      virsh.on(["domdirtyrate-calc"], "").on(["domstats", "vm1", "--dirtyrate"], dirty(1)).on(["suspend"], "").on(["resume"], "");
+      virsh.on(["snapshot-create-as"], async ({ args }) => {
+        const mem = /file=([^,]+),snapshot=external/.exec(args[args.indexOf("--memspec") + 1])![1];
+        fs.writeFileSync(mem, "m");
+        fs.writeFileSync(/file=([^,]+)$/.exec(args[args.indexOf("--diskspec") + 1])![1], "o");
+        // Converges only once the guest stops writing: when it is suspended.
+        while (!virsh.argsOf("suspend").length) await new Promise((r) => setTimeout(r, 50));
+        state = "paused";
+        return "Domain snapshot created\n";
+      });
+      const t = Date.now();
+      await backend.takeSnapshot({ name: "vm1", host: URI }, { includeMemory: true, repository: repoDir, live: "auto" });
+      expect(Date.now() - t).toBeGreaterThanOrEqual(3000);
+      expect(virsh.argsOf("suspend")).toEqual([["suspend", "vm1"]]);
+      expect(virsh.argsOf("resume")).toEqual([["resume", "vm1"]]);
+    });
   });
 
   test("a failed snapshot leaves no snapshot, complete or not, and says why", async () => {

@@ -32,6 +32,7 @@ describe("policy validation names the bad field", () => {
     [{ cpuBusyPercent: 150 }, "snapshotPolicy.cpuBusyPercent", /0\.\.100/],
     [{ repository: "" }, "snapshotPolicy.repository", /must name/],
     [{ onDestroy: "shred" as never }, "snapshotPolicy.onDestroy", /keep/],
+    [{ liveSnapshot: "always" as never }, "snapshotPolicy.liveSnapshot", /"auto" or "never"/],
   ] as [Partial<SnapshotPolicy>, string, RegExp][])("%j -> %s", (change, field, message) => {
     const errs = validatePolicy({ ...good, ...change });
     const e = errs.find((x) => x.field === field);
@@ -97,7 +98,7 @@ describe("the paper's load-adaptive interval", () => {
     expect(nextIntervalSeconds(95, { ...p, loadAdaptive: false })).toBe(10);
   });
   test("defaults are documented values", () => {
-    expect(DEFAULT_POLICY).toMatchObject({ minIntervalSeconds: 30, maxIntervalSeconds: 300, keepLast: 3, includeMemory: true, onDestroy: "keep" });
+    expect(DEFAULT_POLICY).toMatchObject({ minIntervalSeconds: 30, maxIntervalSeconds: 300, keepLast: 3, includeMemory: true, onDestroy: "keep", liveSnapshot: "auto" });
   });
 });
 

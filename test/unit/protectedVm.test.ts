@@ -75,7 +75,7 @@ describe("ProtectedVM wiring", () => {
       primaryHost: A,
       recoveryHosts: [B],
       pool: "vms",
-      policy: { repository: "/srv/pv-repo", keepLast: 4, minIntervalSeconds: 15, maxIntervalSeconds: 300, loadAdaptive: true, cpuIdlePercent: 20, cpuBusyPercent: 70, includeMemory: true, onDestroy: "keep" },
+      policy: { repository: "/srv/pv-repo", keepLast: 4, minIntervalSeconds: 15, maxIntervalSeconds: 300, loadAdaptive: true, cpuIdlePercent: 20, cpuBusyPercent: 70, includeMemory: true, onDestroy: "keep", liveSnapshot: "auto" },
     });
     const snapshot = registered.find((r) => r.type.endsWith(":Snapshot"))!;
     expect(snapshot.inputs).toMatchObject({ vmName: "web-1", hosts: [A, B], repository: "/srv/pv-repo", includeMemory: true, keepOnDelete: true });
