@@ -30,7 +30,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
       hugePageShare: 0.8,
       hugePageWaitS: 30,
     },
-    pause: { memMiB: 256, fillPct: 50, snapshots: 3, baselineS: 4 },
+    pause: { memMiB: 256, fillPct: 50, snapshots: 3, baselineS: 4, slowWriterRateMiBs: 4, slowWriterSnapshots: 2 },
   },
   quick: {
     mode: "quick",
@@ -45,7 +45,7 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
       hugePageShare: 0.8,
       hugePageWaitS: 240,
     },
-    pause: { memMiB: 256, fillPct: 50, snapshots: 12, baselineS: 10 },
+    pause: { memMiB: 256, fillPct: 50, snapshots: 12, baselineS: 10, slowWriterRateMiBs: 4, slowWriterSnapshots: 8 },
   },
   full: {
     mode: "full",
@@ -63,6 +63,6 @@ export const CONFIGS: Record<Mode, BenchConfig> = {
       hugePageShare: 0.8,
       hugePageWaitS: 600,
     },
-    pause: { memMiB: 512, fillPct: 50, snapshots: 40, baselineS: 30 },
+    pause: { memMiB: 512, fillPct: 50, snapshots: 40, baselineS: 30, slowWriterRateMiBs: 4, slowWriterSnapshots: 20 },
   },
 };

@@ -18,6 +18,10 @@ export interface PauseGrid {
   fillPct: number;
   snapshots: number;
   baselineS: number;
+  /** A second guest that rewrites its memory slowly (MiB/s), snapshotted with liveSnapshot "never" and "auto" in turn. */
+  slowWriterRateMiBs: number;
+  /** Snapshots of the slow writer, split evenly between the two settings. */
+  slowWriterSnapshots: number;
 }
 
 const SUSPEND_MS = 2000;
@@ -89,6 +93,42 @@ export async function runPause(ctx: BenchContext, grid: PauseGrid): Promise<void
         ["host_minus_guest_elapsed", hostMs - guestMs, "ms"],
         ["sum_of_pauses", sumGap, "ms"],
       ]);
+    }
+  } finally {
+    g?.tap.close();
+    if (g) await removeGuest(backend, g.ref);
+    ctx.dropRepo(repo);
+  }
+  if (grid.slowWriterSnapshots > 0) await runSlowWriter(ctx, grid);
+}
+
+/**
+ * liveSnapshot "auto" against "never" on a guest that dirties memory slowly: auto measures the
+ * dirty rate and takes the memory live, so the guest should pause only for the switch-over.
+ */
+async function runSlowWriter(ctx: BenchContext, grid: PauseGrid): Promise<void> {
+  const { lab, backend, rec } = ctx;
+  const A = lab.hosts.a;
+  const name = benchName("pw", grid.memMiB);
+  const repo = ctx.newRepo(name);
+  let g: RunningGuest | undefined;
+  const k = { section: "pause", memMiB: grid.memMiB, loadPct: grid.fillPct };
+  try {
+    ctx.log(`pause: booting ${name} (${grid.memMiB} MiB, fill ${grid.fillPct} %, rewritten at ${grid.slowWriterRateMiBs} MiB/s)`);
+    g = await bootGuest(backend, A.uri, guestSpec(lab, name, { memMiB: grid.memMiB, fillPct: grid.fillPct, rateMiBs: grid.slowWriterRateMiBs }), A.storageDir);
+    await sleep(3000);
+    for (let i = 1; i <= grid.slowWriterSnapshots; i++) {
+      const live = i % 2 === 0 ? "auto" : "never";
+      const a = nowMs();
+      const snap = await backend.takeSnapshot(g.ref, { includeMemory: true, repository: repo, live });
+      const b = nowMs();
+      rec.addAll({ ...k, variant: `slow-writer-${live}`, rep: Math.ceil(i / 2), note: `rewrite ${grid.slowWriterRateMiBs} MiB/s` }, [
+        ["guest_pause", g.tap.longestTickGap(a, b).gapMs, "ms"],
+        ["taken_live", snap.live ? 1 : 0, "bool"],
+        ["take", (b - a) / 1000, "s"],
+      ]);
+      for (const old of (await backend.listSnapshots(name, repo)).slice(1)) await backend.deleteSnapshot(old, repo).catch(() => undefined);
+      await sleep(1000);
     }
   } finally {
     g?.tap.close();

@@ -316,6 +316,13 @@ export function writeReport(dir: string, rows: Row[], meta: RunMeta): void {
       const vs = summarize(v.map((r) => r.value));
       md.push(`| ${label} | ${gs.n} | ${f(gs.p50, 0)} ms | ${f(gs.p99, 0)} ms | ${f(gs.max, 0)} ms | ${f(vs.p50, 0)} ms | ${f(vs.p99, 0)} ms |`);
     }
+    for (const live of ["never", "auto"]) {
+      const sw = pa.filter((r) => r.variant === `slow-writer-${live}`);
+      const gs = summarize(sw.filter((r) => r.metric === "guest_pause").map((r) => r.value));
+      if (!gs.n) continue;
+      const liveCount = sw.filter((r) => r.metric === "taken_live" && r.value === 1).length;
+      md.push(`| slow writer (${sw[0].note}), liveSnapshot ${live}: ${liveCount} of ${gs.n} taken live | ${gs.n} | ${f(gs.p50, 0)} ms | ${f(gs.p99, 0)} ms | ${f(gs.max, 0)} ms | – | – |`);
+    }
     const jitter = summarize(pick(pa, { variant: "no-snapshot", metric: "max_tick_gap" }));
     if (jitter.n) md.push(`| no snapshot (noise floor: longest gap per 2 s window) | ${jitter.n} | ${f(jitter.p50, 0)} ms | ${f(jitter.p99, 0)} ms | ${f(jitter.max, 0)} ms | – | – |`);
     md.push("");

@@ -74,6 +74,8 @@ describeLab("lab: npm run bench --smoke", () => {
   test("pause rows: host-observed pauses and the guest-clock check", () => {
     positive({ section: "pause", variant: "ours", metric: "guest_pause" }, 3);
     positive({ section: "pause", variant: "suspend-check", metric: "host_seen_gap" });
+    positive({ section: "pause", variant: "slow-writer-never", metric: "guest_pause" });
+    positive({ section: "pause", variant: "slow-writer-auto", metric: "guest_pause" });
   });
 
   test("report and charts exist", () => {
