@@ -11,7 +11,7 @@ import { program } from "./index";
 import { Scheduler } from "../../scheduler/scheduler";
 import { recover } from "../../recovery/recover";
 import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { ensureLab, counters, waitForConsole, cleanupDomains } from "../../test/support/lab";
+import { ensureLab, counters, waitForConsole } from "../../test/support/lab";
 import { failHost } from "../../test/support/hostFailure";
 
 const VM = "pv-demo";
@@ -31,9 +31,11 @@ async function main() {
       vmName: { value: VM }, minInterval: { value: "5" }, maxInterval: { value: "30" }, keepLast: { value: "3" },
     },
   });
-  // Start from a clean slate: a previous demo may have left its VM on host b.
+  // Start from a clean slate: a previous demo may have left its VM on host b, and a stale copy
+  // (with its disk and console log) on host a.
   await stack.destroy();
-  for (const h of [A, B]) await cleanupDomains(h.uri, VM);
+  const cleaner = new LibvirtBackend({ pool: A.pool });
+  for (const h of [A, B]) await cleaner.deleteVm({ name: VM, host: h.uri });
 
   let t = Date.now();
   const up = await stack.up({ onOutput: (s) => process.stdout.write(s) });
