@@ -112,6 +112,13 @@ export async function create(inputs: DomainInputs): Promise<pulumi.dynamic.Creat
   if (!(await backend.hostAlive(inputs.host))) {
     throw new Error(`host: cannot reach ${inputs.host}; nothing was created`);
   }
+  if (inputs.connection.kind === "libvirt") {
+    // Never take over (and redefine) a VM this stack did not create.
+    const existing = await backend.findVm(inputs.spec.name, [inputs.host]);
+    if (existing) {
+      throw new Error(`name: a domain named ${inputs.spec.name} already exists on ${inputs.host} (${existing.state}); remove it or choose another vmName - nothing was created`);
+    }
+  }
   const info = await backend.defineVm(inputs.spec, inputs.host);
   try {
     if (inputs.running) await backend.startVm({ name: inputs.spec.name, host: inputs.host });
