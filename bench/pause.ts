@@ -11,7 +11,7 @@
  */
 import { nowMs } from "./console";
 import { BenchContext, sleep } from "./context";
-import { benchName, bootGuest, guestSpec, removeGuest, RunningGuest, TICK_MS } from "./guest";
+import { benchName, bootGuest, GuestLoad, guestSpec, removeGuest, RunningGuest, TICK_MS } from "./guest";
 
 export interface PauseGrid {
   memMiB: number;
@@ -26,17 +26,35 @@ export interface PauseGrid {
 
 const SUSPEND_MS = 2000;
 
+/** Boot a pause-section guest on host a with its own scratch repository, run fn, remove both. */
+async function withGuest(ctx: BenchContext, kind: string, load: GuestLoad, fn: (g: RunningGuest, repo: string) => Promise<void>): Promise<void> {
+  const A = ctx.lab.hosts.a;
+  const name = benchName(kind, load.memMiB);
+  const repo = ctx.newRepo(name);
+  let g: RunningGuest | undefined;
+  try {
+    ctx.log(`pause: booting ${name} (${load.memMiB} MiB, fill ${load.fillPct} %${load.rateMiBs ? `, rewritten at ${load.rateMiBs} MiB/s` : ""})`);
+    g = await bootGuest(ctx.backend, A.uri, guestSpec(ctx.lab, name, load), A.storageDir);
+    await sleep(3000);
+    await fn(g, repo);
+  } finally {
+    g?.tap.close();
+    if (g) await removeGuest(ctx.backend, g.ref);
+    ctx.dropRepo(repo);
+  }
+}
+
+/** Keep the scratch repository small: only the newest snapshot matters here. */
+async function keepNewest(ctx: BenchContext, g: RunningGuest, repo: string): Promise<void> {
+  for (const old of (await ctx.backend.listSnapshots(g.ref.name, repo)).slice(1)) await ctx.backend.deleteSnapshot(old, repo).catch(() => undefined);
+}
+
 export async function runPause(ctx: BenchContext, grid: PauseGrid): Promise<void> {
   const { lab, backend, rec } = ctx;
   const A = lab.hosts.a;
-  const name = benchName("pa", grid.memMiB);
-  const repo = ctx.newRepo(name);
-  let g: RunningGuest | undefined;
   const k = { section: "pause", memMiB: grid.memMiB, loadPct: grid.fillPct };
-  try {
-    ctx.log(`pause: booting ${name} (${grid.memMiB} MiB, fill ${grid.fillPct} %)`);
-    g = await bootGuest(backend, A.uri, guestSpec(lab, name, { memMiB: grid.memMiB, fillPct: grid.fillPct }), A.storageDir);
-    await sleep(3000);
+  await withGuest(ctx, "pa", { memMiB: grid.memMiB, fillPct: grid.fillPct }, async (g, repo) => {
+    const name = g.ref.name;
 
     // jitter without snapshots
     const b0 = nowMs();
@@ -80,8 +98,7 @@ export async function runPause(ctx: BenchContext, grid: PauseGrid): Promise<void
         ["virsh_snapshot_call", snap.pauseMs ?? NaN, "ms"],
         ["take", (b - a) / 1000, "s"],
       ]);
-      // keep the repository small: only the newest snapshot matters here
-      for (const old of (await backend.listSnapshots(name, repo)).slice(1)) await backend.deleteSnapshot(old, repo).catch(() => undefined);
+      await keepNewest(ctx, g, repo);
       await sleep(1000);
     }
     const runEnd = nowMs();
@@ -94,11 +111,7 @@ export async function runPause(ctx: BenchContext, grid: PauseGrid): Promise<void
         ["sum_of_pauses", sumGap, "ms"],
       ]);
     }
-  } finally {
-    g?.tap.close();
-    if (g) await removeGuest(backend, g.ref);
-    ctx.dropRepo(repo);
-  }
+  });
   if (grid.slowWriterSnapshots > 0) await runSlowWriter(ctx, grid);
 }
 
@@ -107,32 +120,20 @@ export async function runPause(ctx: BenchContext, grid: PauseGrid): Promise<void
  * dirty rate and takes the memory live, so the guest should pause only for the switch-over.
  */
 async function runSlowWriter(ctx: BenchContext, grid: PauseGrid): Promise<void> {
-  const { lab, backend, rec } = ctx;
-  const A = lab.hosts.a;
-  const name = benchName("pw", grid.memMiB);
-  const repo = ctx.newRepo(name);
-  let g: RunningGuest | undefined;
   const k = { section: "pause", memMiB: grid.memMiB, loadPct: grid.fillPct };
-  try {
-    ctx.log(`pause: booting ${name} (${grid.memMiB} MiB, fill ${grid.fillPct} %, rewritten at ${grid.slowWriterRateMiBs} MiB/s)`);
-    g = await bootGuest(backend, A.uri, guestSpec(lab, name, { memMiB: grid.memMiB, fillPct: grid.fillPct, rateMiBs: grid.slowWriterRateMiBs }), A.storageDir);
-    await sleep(3000);
+  await withGuest(ctx, "pw", { memMiB: grid.memMiB, fillPct: grid.fillPct, rateMiBs: grid.slowWriterRateMiBs }, async (g, repo) => {
     for (let i = 1; i <= grid.slowWriterSnapshots; i++) {
       const live = i % 2 === 0 ? "auto" : "never";
       const a = nowMs();
-      const snap = await backend.takeSnapshot(g.ref, { includeMemory: true, repository: repo, live });
+      const snap = await ctx.backend.takeSnapshot(g.ref, { includeMemory: true, repository: repo, live });
       const b = nowMs();
-      rec.addAll({ ...k, variant: `slow-writer-${live}`, rep: Math.ceil(i / 2), note: `rewrite ${grid.slowWriterRateMiBs} MiB/s` }, [
+      ctx.rec.addAll({ ...k, variant: `slow-writer-${live}`, rep: Math.ceil(i / 2), note: `rewrite ${grid.slowWriterRateMiBs} MiB/s` }, [
         ["guest_pause", g.tap.longestTickGap(a, b).gapMs, "ms"],
         ["taken_live", snap.live ? 1 : 0, "bool"],
         ["take", (b - a) / 1000, "s"],
       ]);
-      for (const old of (await backend.listSnapshots(name, repo)).slice(1)) await backend.deleteSnapshot(old, repo).catch(() => undefined);
+      await keepNewest(ctx, g, repo);
       await sleep(1000);
     }
-  } finally {
-    g?.tap.close();
-    if (g) await removeGuest(backend, g.ref);
-    ctx.dropRepo(repo);
-  }
+  });
 }
