@@ -13,6 +13,7 @@ import { recover } from "../../recovery/recover";
 import { LibvirtBackend } from "../../provider/libvirt/backend";
 import { ensureLab, counters, waitForConsole } from "../../test/support/lab";
 import { failHost } from "../../test/support/hostFailure";
+import { labExampleConfig } from "../../test/support/exampleStack";
 
 const VM = "pv-demo";
 const say = (s: string) => console.log(`[demo] ${s}`);
@@ -25,11 +26,9 @@ async function main() {
     projectName: "protected-vm-example",
     stackName: "demo",
     program,
-    config: {
-      primaryHost: { value: A.uri }, recoveryHost: { value: B.uri }, repository: { value: lab.repository },
-      kernel: { value: lab.guest.kernel }, initrd: { value: lab.guest.initrd }, pool: { value: A.pool },
-      vmName: { value: VM }, minInterval: { value: "5" }, maxInterval: { value: "30" }, keepLast: { value: "3" },
-    },
+    config: Object.fromEntries(
+      Object.entries(labExampleConfig(lab, VM, { minInterval: 5, maxInterval: 30, keepLast: 3 })).map(([k, value]) => [k, { value }]),
+    ),
   });
   // Start from a clean slate: a previous demo may have left its VM on host b, and a stale copy
   // (with its disk and console log) on host a.

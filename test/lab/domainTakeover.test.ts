@@ -2,6 +2,7 @@
 import { ensureLab, LabState, cleanupDomains, guestCmdline } from "../support/lab";
 import { runCli, runId } from "../support/cli";
 import { LibvirtBackend } from "../../provider/libvirt/backend";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
 
 describe("an existing domain with the same name", () => {
   let lab: LabState;
@@ -10,7 +11,7 @@ describe("an existing domain with the same name", () => {
 
   beforeAll(async () => {
     lab = await ensureLab();
-    base = ["--program", "dist/examples/protected-vm/index.js", "--project", "protected-vm-example", "--stack", vmName, "--quiet", "--json"];
+    base = exampleStackArgs(vmName);
   });
 
   afterAll(async () => {
@@ -26,11 +27,7 @@ describe("an existing domain with the same name", () => {
       { name: vmName, memoryMiB: 64, vcpus: 1, disk: { sizeMiB: 8, pool: A.pool }, boot: { kernel: lab.guest.kernel, initrd: lab.guest.initrd, cmdline: guestCmdline() } },
       A.uri,
     );
-    const config = [
-      `primaryHost=${A.uri}`, `recoveryHost=${lab.hosts.b.uri}`, `repository=${lab.repository}`, `kernel=${lab.guest.kernel}`,
-      `initrd=${lab.guest.initrd}`, `pool=${A.pool}`, `vmName=${vmName}`,
-    ].flatMap((c) => ["--config", c]);
-    const up = await runCli(["stack", "up", ...base, ...config]);
+    const up = await runCli(["stack", "up", ...base, ...configFlags(labExampleConfig(lab, vmName))]);
     expect(up.code).toBe(1);
     expect(up.stderr).toContain(`a domain named ${vmName} already exists on ${A.uri}`);
     const after = await backend.findVm(vmName, [A.uri]);

@@ -12,6 +12,7 @@ import { ExecVirsh } from "../../provider/libvirt/virsh";
 import { PACKAGE_ROOT } from "../../provider/packageRoot";
 import { runCli, runId } from "../support/cli";
 import { LabState, cleanupDomains, ensureLab, labAvailable, lastCounter, waitForCounter } from "../support/lab";
+import { configFlags, labExampleConfig } from "../support/exampleStack";
 
 const describeLab = labAvailable() ? describe : describe.skip;
 const PROGRAM = path.join(PACKAGE_ROOT, "dist", "examples", "protected-vm", "index.js");
@@ -41,10 +42,7 @@ describeLab("lab: recovery drill", () => {
     consoleA = path.join(lab.hosts.a.storageDir, `${vm}.console.log`);
     const up = await runCli([
       "stack", "up", ...stackArgs,
-      "--config", `primaryHost=${lab.hosts.a.uri}`, "--config", `recoveryHost=${lab.hosts.b.uri}`,
-      "--config", `repository=${lab.repository}`, "--config", `kernel=${lab.guest.kernel}`, "--config", `initrd=${lab.guest.initrd}`,
-      "--config", "pool=pvlab", "--config", `vmName=${vm}`, "--config", "memoryMiB=128", "--config", "onDestroy=delete",
-      "--config", "minInterval=10", "--config", "maxInterval=60",
+      ...configFlags(labExampleConfig(lab, vm, { memoryMiB: 128, onDestroy: "delete", minInterval: 10, maxInterval: 60 })),
     ]);
     if (up.code !== 0) throw new Error(`stack up failed (${up.code}): ${up.stderr}`);
     // The baseline snapshot was taken at boot; take one while the guest counts, as the scheduler would.

@@ -11,6 +11,7 @@ import { ensureLab, LabState, cleanupDomains, counters, waitForConsole } from ".
 import { failHost, reviveHosts } from "../support/hostFailure";
 import { runCli, runId } from "../support/cli";
 import { SnapshotRepository } from "../../provider/repository/repository";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
 
 const KEEP_LAST = 2;
 
@@ -23,9 +24,7 @@ describe("ProtectedVM on the libvirt lab", () => {
 
   beforeAll(async () => {
     lab = await ensureLab();
-    base = [
-      "--program", "dist/examples/protected-vm/index.js", "--project", "protected-vm-example", "--stack", stack, "--quiet", "--json",
-    ];
+    base = exampleStackArgs(stack);
   });
 
   afterAll(async () => {
@@ -39,10 +38,7 @@ describe("ProtectedVM on the libvirt lab", () => {
 
   test("snapshots, host failure, recovery with memory, refresh, destroy", async () => {
     const A = lab.hosts.a, B = lab.hosts.b;
-    const config = [
-      `primaryHost=${A.uri}`, `recoveryHost=${B.uri}`, `repository=${lab.repository}`, `kernel=${lab.guest.kernel}`,
-      `initrd=${lab.guest.initrd}`, `pool=${A.pool}`, `vmName=${vmName}`, `keepLast=${KEEP_LAST}`, "minInterval=3", "maxInterval=10",
-    ].flatMap((c) => ["--config", c]);
+    const config = configFlags(labExampleConfig(lab, vmName, { keepLast: KEEP_LAST, minInterval: 3, maxInterval: 10 }));
 
     let t = Date.now();
     const up = await runCli(["stack", "up", ...base, ...config]);

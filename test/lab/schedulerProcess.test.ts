@@ -9,6 +9,7 @@ import { ensureLab, LabState, cleanupDomains, waitForConsole } from "../support/
 import { runCli, runId } from "../support/cli";
 import { SnapshotRepository } from "../../provider/repository/repository";
 import { pidAlive } from "../../provider/dynamic/schedulerProcessImpl";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
 
 describe("scheduler started by the component", () => {
   let lab: LabState;
@@ -18,7 +19,7 @@ describe("scheduler started by the component", () => {
 
   beforeAll(async () => {
     lab = await ensureLab();
-    base = ["--program", "dist/examples/protected-vm/index.js", "--project", "protected-vm-example", "--stack", vmName, "--quiet", "--json"];
+    base = exampleStackArgs(vmName);
   });
 
   afterAll(async () => {
@@ -29,11 +30,7 @@ describe("scheduler started by the component", () => {
   });
 
   test("up starts it, it snapshots on the policy, destroy stops it", async () => {
-    const A = lab.hosts.a, B = lab.hosts.b;
-    const config = [
-      `primaryHost=${A.uri}`, `recoveryHost=${B.uri}`, `repository=${lab.repository}`, `kernel=${lab.guest.kernel}`, `initrd=${lab.guest.initrd}`,
-      `pool=${A.pool}`, `vmName=${vmName}`, "minInterval=3", "maxInterval=6", `schedulerLog=${logFile}`, "onDestroy=delete",
-    ].flatMap((c) => ["--config", c]);
+    const config = configFlags(labExampleConfig(lab, vmName, { minInterval: 3, maxInterval: 6, schedulerLog: logFile, onDestroy: "delete" }));
     const up = await runCli(["stack", "up", ...base, ...config]);
     expect(up.code).toBe(0);
     const res = await runCli(["stack", "resources", ...base]);
