@@ -128,7 +128,7 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
     recoveryHosts.find((h) => alive.get(h) && h !== failedHost) ??
     (drill ? opts.hosts.find((h) => alive.get(h)) : undefined);
   if (!target) throw new RecoveryRefused(`no healthy recovery host for ${vm} among ${recoveryHosts.join(", ") || "(none)"}`);
-  if (opts.to && !(await backend.hostAlive(opts.to))) throw new RecoveryRefused(`target host ${opts.to} does not answer`);
+  if (opts.to && !(alive.get(opts.to) ?? (await backend.hostAlive(opts.to)))) throw new RecoveryRefused(`target host ${opts.to} does not answer`);
 
   // restore (a stale, stopped definition on the target is replaced by the backend)
   log("restore", `restoring ${snapshot.id} as ${targetName} on ${target}`);

@@ -25,6 +25,8 @@ export function transferModeFor(uri: string, setting: TransferSetting = "auto"):
 
 export class HostFiles {
   readonly mode: TransferMode;
+  /** Files the daemon wrote since this object was made become volumes after one pool refresh. */
+  private refreshed = false;
 
   constructor(
     private readonly virsh: VirshRunner,
@@ -46,7 +48,10 @@ export class HostFiles {
   async fetch(hostPath: string): Promise<{ path: string; release: () => void }> {
     if (this.mode === "direct") return { path: hostPath, release: () => undefined };
     if (path.dirname(hostPath) !== this.poolDir) throw new Error(`${hostPath} is not in pool ${this.pool} (${this.poolDir}) on ${this.uri}: only pool volumes can be streamed`);
-    await refreshPool(this.virsh, this.uri, this.pool);
+    if (!this.refreshed) {
+      await refreshPool(this.virsh, this.uri, this.pool);
+      this.refreshed = true;
+    }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-fetch-"));
     const local = path.join(dir, path.basename(hostPath));
     await this.virsh.run(this.uri, ["vol-download", "--pool", this.pool, path.basename(hostPath), local], { timeoutMs: 3_600_000 });
