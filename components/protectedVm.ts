@@ -119,6 +119,8 @@ export class ProtectedVM extends pulumi.ComponentResource {
 
     this.domain = new Domain(`${name}-vm`, { connection, spec, host: args.primaryHost, recoveryHosts: args.recoveryHosts }, { parent: this });
 
+    // The name as the Domain reports it, so children depend on the VM existing.
+    this.vmName = this.domain.spec.apply((s) => s.name);
     const hosts = pulumi.all([args.primaryHost, args.recoveryHosts]).apply(([p, r]) => [p, ...r]);
     const dependsOn: pulumi.Resource[] = [this.domain];
     if (args.baselineSnapshot !== false) {
@@ -127,7 +129,7 @@ export class ProtectedVM extends pulumi.ComponentResource {
           `${name}-baseline`,
           {
             connection,
-            vmName: this.domain.spec.apply((s) => s.name),
+            vmName: this.vmName,
             hosts,
             repository: this.policy.repository,
             includeMemory: this.policy.includeMemory,
@@ -142,7 +144,7 @@ export class ProtectedVM extends pulumi.ComponentResource {
       `${name}-retention`,
       {
         connection,
-        vmName: this.domain.spec.apply((s) => s.name),
+        vmName: this.vmName,
         repository: this.policy.repository,
         keepLast: this.policy.keepLast,
         maxAgeSeconds: this.policy.maxAgeSeconds as pulumi.Output<number>,
@@ -158,7 +160,7 @@ export class ProtectedVM extends pulumi.ComponentResource {
       new SchedulerProcess(
         `${name}-scheduler`,
         {
-          vmName: this.domain.spec.apply((s) => s.name),
+          vmName: this.vmName,
           hosts,
           pool: pulumi.output(args.disk).apply((d) => d?.pool ?? "default"),
           logFile: args.scheduler.logFile,
@@ -168,7 +170,6 @@ export class ProtectedVM extends pulumi.ComponentResource {
       );
     }
 
-    this.vmName = this.domain.spec.apply((s) => s.name);
     this.currentHost = this.domain.currentHost;
     this.state = this.domain.state;
     this.newestSnapshotId = this.retention.newestSnapshotId;
