@@ -11,8 +11,8 @@ import { createHash, randomBytes } from "crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
-import { chunkBuffer, chunkFile, DEFAULT_CHUNKER, MiB } from "../provider/repository/chunker";
-import { SnapshotRepository } from "../provider/repository/repository";
+import { chunkBuffer, chunkFile, DEFAULT_CHUNKER, MiB } from "../repository/chunker";
+import { SnapshotRepository } from "../repository/repository";
 
 function mbps(bytes: number, ms: number): string {
   return `${((bytes / 1e6) / (ms / 1000)).toFixed(0)} MB/s`;

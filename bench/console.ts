@@ -9,7 +9,7 @@
  */
 import * as fs from "fs";
 import * as tty from "tty";
-import type { VirshRunner } from "../provider/libvirt/virsh";
+import type { VirshRunner } from "../hypervisor/libvirt/virsh";
 
 export interface Line {
   /** Host time of arrival, ms since the epoch (fractional). */

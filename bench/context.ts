@@ -1,10 +1,10 @@
 /** What every bench section gets: the lab, the backend, a recorder, a scratch repository, a log. */
 import * as fs from "fs";
 import * as path from "path";
-import { LibvirtBackend } from "../provider/libvirt/backend";
-import type { SnapshotOptions, SnapshotRecord, VmRef } from "../provider/backend";
-import type { LabState } from "../test/support/lab";
-import { removeFiles } from "../test/support/lab";
+import { LibvirtBackend } from "../hypervisor/libvirt/backend";
+import type { SnapshotOptions, SnapshotRecord, VmRef } from "../core/model";
+import type { LabState } from "../lab/lab";
+import { removeFiles } from "../lab/lab";
 import { nowMs } from "./console";
 import type { Recorder } from "./results";
 import type { Machine } from "./machine";

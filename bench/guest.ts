@@ -4,12 +4,12 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { LibvirtBackend } from "../provider/libvirt/backend";
-import type { VmRef, VmSpec } from "../provider/backend";
-import type { ProtectionRecord } from "../components/policy";
-import { withPolicyDefaults } from "../components/policy";
-import { VirshRunner } from "../provider/libvirt/virsh";
-import { LabState, cleanupDomains, guestCmdline, removeFiles } from "../test/support/lab";
+import { LibvirtBackend } from "../hypervisor/libvirt/backend";
+import type { VmRef, VmSpec } from "../core/model";
+import type { ProtectionRecord } from "../core/policy";
+import { withPolicyDefaults } from "../core/policy";
+import { VirshRunner } from "../hypervisor/libvirt/virsh";
+import { LabState, cleanupDomains, guestCmdline, removeFiles } from "../lab/lab";
 import { LogTail, PtyTap } from "./console";
 
 export const PREFIX = "pvbench-";

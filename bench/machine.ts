@@ -8,7 +8,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { run } from "../test/support/lab";
+import { run } from "../lab/lab";
 import type { Recorder } from "./results";
 
 export interface Machine {

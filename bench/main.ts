@@ -10,8 +10,8 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { LibvirtBackend } from "../provider/libvirt/backend";
-import { ensureLab, repoRoot } from "../test/support/lab";
+import { LibvirtBackend } from "../hypervisor/libvirt/backend";
+import { ensureLab, repoRoot } from "../lab/lab";
 import { CONFIGS, Mode } from "./config";
 import { BenchContext, makeRepoFns } from "./context";
 import { cleanupAll } from "./guest";

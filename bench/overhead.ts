@@ -3,7 +3,7 @@
  * (PVCOUNT work = pages rewritten); the same guest is run for a fixed window under each mode:
  * no snapshots, fixed intervals, and the load-adaptive policy. Snapshots are taken by the
  * project's own Scheduler.snapshotVm (take -> retention -> CPU sample -> next interval from
- * components/policy nextIntervalSeconds), driven here for this one VM only (the full
+ * core/interval nextIntervalSeconds), driven here for this one VM only (the full
  * Scheduler.run() would discover and snapshot everyone's protected VMs on the shared lab).
  *
  * Throughput = work done / host wall time, both from host-timestamped PVCOUNT lines (the
@@ -11,8 +11,8 @@
  * Achieved RPO = age of the newest committed snapshot at failure moments drawn uniformly at
  * random (seeded) over the window after the first snapshot was committed.
  */
-import { Scheduler, SchedulerEvent } from "../scheduler/scheduler";
-import type { SnapshotPolicy } from "../components/policy";
+import { Scheduler, SchedulerEvent } from "../ops/scheduler";
+import type { SnapshotPolicy } from "../core/policy";
 import { nowMs } from "./console";
 import { BenchContext, sleep, TakeEvent, timedBackend } from "./context";
 import { anonHugeMiB, benchName, bootGuest, guestSpec, protectionFor, qemuPids, removeGuest, RunningGuest, waitHostHugePages } from "./guest";

@@ -14,8 +14,8 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { recover } from "../recovery/recover";
-import { domainState } from "../provider/libvirt/domains";
+import { recover } from "../ops/recover";
+import { domainState } from "../hypervisor/libvirt/domains";
 import { LogTail, nowMs } from "./console";
 import { BenchContext, sleep } from "./context";
 import { benchName, bootGuest, guestSpec, protectionFor, qemuPids, removeGuest, RunningGuest } from "./guest";

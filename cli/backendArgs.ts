@@ -1,6 +1,6 @@
 /** Backend and hosts from CLI flags: --backend libvirt|cloudstack, --pool, --hosts a,b. */
-import type { Backend } from "../provider/backend";
-import { BackendConnection, createBackend } from "../provider/backends";
+import type { Backend } from "../hypervisor/backend";
+import { BackendConnection, createBackend } from "../hypervisor/createBackend";
 import { ParsedArgs, UsageError, flag, flagList } from "./args";
 
 export function connectionFromArgs(args: ParsedArgs): BackendConnection {
@@ -8,7 +8,7 @@ export function connectionFromArgs(args: ParsedArgs): BackendConnection {
   if (kind === "libvirt") return { kind, pool: flag(args, "pool") };
   if (kind === "cloudstack") {
     // Keys come from the environment only, never from argv (visible in `ps`).
-    const { loadCloudStackConfig } = require("../provider/cloudstack/config") as typeof import("../provider/cloudstack/config");
+    const { loadCloudStackConfig } = require("../hypervisor/cloudstack/config") as typeof import("../hypervisor/cloudstack/config");
     return { kind, ...loadCloudStackConfig({}, process.env) };
   }
   throw new UsageError(`--backend must be libvirt or cloudstack, got ${JSON.stringify(kind)}`);

@@ -10,7 +10,7 @@ import { parseArgs, UsageError, boolFlag } from "./args";
 import { stackCommand } from "./stackCommand";
 import { schedulerCommand } from "./schedulerCommand";
 import { recoverCommand } from "./recoverCommand";
-import { drillCommand } from "../drill/command";
+import { drillCommand } from "./drillCommand";
 
 type Command = (args: ReturnType<typeof parseArgs>) => Promise<unknown>;
 

@@ -3,7 +3,7 @@
  *  [--snapshot ID] [--force] [--json]`. Exit 0 recovered (or already recovered), 3 refused
  * (split brain, no snapshot, no healthy host), 1 failed.
  */
-import { recover, RecoveryReport } from "../recovery/recover";
+import { recover, RecoveryReport } from "../ops/recover";
 import { ParsedArgs, UsageError, boolFlag, flag } from "./args";
 import { backendFromArgs, hostsFromArgs } from "./backendArgs";
 

@@ -1,5 +1,5 @@
 /** `protected-vm scheduler --hosts A,B [--vm NAME] [--status-file F] [--max-snapshots N]`: the companion scheduler. */
-import { Scheduler } from "../scheduler/scheduler";
+import { Scheduler } from "../ops/scheduler";
 import { ParsedArgs, flag, flagList } from "./args";
 import { backendFromArgs, hostsFromArgs } from "./backendArgs";
 

@@ -5,7 +5,7 @@
  */
 import * as path from "path";
 import { ConfigMap } from "@pulumi/pulumi/automation";
-import { openStack } from "../automation/stack";
+import { openStack } from "../pulumi/automation/stack";
 import { ParsedArgs, UsageError, boolFlag, flag, flagList } from "./args";
 
 /** The parts of an update summary a user reads: result and resource change counts. */

@@ -24,6 +24,7 @@ step "lab: two libvirt hosts and the test guest" bash lab/lab.sh up
 # Leave no lab process behind, whatever happens below.
 trap 'bash lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 step "tsc build" npx tsc -p tsconfig.json
+step "tsc build (test programs)" npx tsc -p tsconfig.test.json
 results="$root/.cache/jest-results.json"
 mkdir -p "$(dirname "$results")"
 rm -f "$results"

@@ -5,14 +5,14 @@
  * capture on the VM the stack marks as needing warm recovery.
  *
  *   npx tsc -p . && protected-vm stack preview --program dist/examples/policy-compliant/index.js \
- *     --policy-pack policy/pack --config repository=/mnt/pv-repo --config protected-vm:warmRecovery='["pc-db"]'
+ *     --policy-pack pulumi/policy/pack --config repository=/mnt/pv-repo --config protected-vm:warmRecovery='["pc-db"]'
  *
  * Config keys: repository (required; a shared directory), primaryHost (qemu+ssh://hv1.example/system),
  * recoveryHost (qemu+ssh://hv2.example/system), pool (default), kernel, initrd (boot files; not
  * needed for preview). Stack config `protected-vm:warmRecovery`: VMs that need warm recovery.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM } from "../../components/protectedVm";
+import { ProtectedVM } from "../..";
 
 export async function program() {
   const cfg = new pulumi.Config();

@@ -15,8 +15,8 @@
  * (default /var/lib/libvirt/pv-snapshots). Stack config: protected-vm:warmRecovery='["pv-cold-db"]'.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM } from "../../components/protectedVm";
-import { Domain } from "../../provider/dynamic/domain";
+import { ProtectedVM } from "../..";
+import { Domain } from "../../pulumi/providers/domain";
 
 export async function program() {
   const cfg = new pulumi.Config();

@@ -6,14 +6,14 @@
  * It finishes with the guest running on host b. `npm run lab -- down` removes everything.
  */
 import * as path from "path";
-import { openStack } from "../../automation/stack";
+import { openStack } from "../../pulumi/automation/stack";
 import { program } from "./index";
-import { Scheduler } from "../../scheduler/scheduler";
-import { recover } from "../../recovery/recover";
-import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { ensureLab, counters, waitForConsole } from "../../test/support/lab";
-import { failHost } from "../../test/support/hostFailure";
-import { labExampleConfig } from "../../test/support/exampleStack";
+import { Scheduler } from "../../ops/scheduler";
+import { recover } from "../../ops/recover";
+import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
+import { ensureLab, counters, waitForConsole } from "../../lab/lab";
+import { failHost } from "../../lab/hostFailure";
+import { labExampleConfig } from "../../lab/exampleStack";
 
 const VM = "pv-demo";
 const say = (s: string) => console.log(`[demo] ${s}`);

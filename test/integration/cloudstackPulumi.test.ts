@@ -9,7 +9,7 @@ import * as path from "path";
 import { FakeCloudStack } from "../support/cloudstackServer";
 import { startCloud } from "../support/cloudstack/harness";
 import { runCli, runId } from "../support/cli";
-import { PACKAGE_ROOT } from "../../provider/packageRoot";
+import { PACKAGE_ROOT } from "../../lib/packageRoot";
 
 function filesUnder(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));

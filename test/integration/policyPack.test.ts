@@ -2,17 +2,18 @@
  * The protected-vm policy pack in a real `pulumi preview --policy-pack`: a compliant example
  * stack passes (and the pack is seen to run), a violating one is reported rule by rule against
  * the right resource, mandatory violations fail the preview, advisory ones do not.
- * Needs a build (npx tsc -p .): the pack runs dist/policy/pack/index.js.
+ * Needs a build (npx tsc -p .): the pack runs dist/pulumi/policy/pack/index.js.
  */
+import { policyPackPath } from "../..";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { EngineEvent, PolicyEvent } from "@pulumi/pulumi/automation";
-import { openStack } from "../../automation/stack";
-import { PACKAGE_ROOT } from "../../provider/packageRoot";
+import { openStack } from "../../pulumi/automation/stack";
+import { PACKAGE_ROOT } from "../../lib/packageRoot";
 import { runCli, runId } from "../support/cli";
 
-const PACK = path.join(PACKAGE_ROOT, "policy", "pack", "protected-vm-policy");
+const PACK = policyPackPath;
 const compliantProgram = path.join(PACKAGE_ROOT, "dist", "examples", "policy-compliant", "index.js");
 const violationsProgram = path.join(PACKAGE_ROOT, "dist", "examples", "policy-violations", "index.js");
 
@@ -66,7 +67,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
   const repository = path.join("/srv", "protected-vm-policy-test", `repo-${id}`);
 
   beforeAll(() => {
-    for (const f of [compliantProgram, violationsProgram, path.join(PACKAGE_ROOT, "dist", "policy", "pack", "index.js")]) {
+    for (const f of [compliantProgram, violationsProgram, path.join(PACKAGE_ROOT, "dist", "pulumi", "policy", "pack", "index.js")]) {
       if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npx tsc -p . first`);
     }
   });

@@ -53,7 +53,7 @@ describe("validation at preview time", () => {
     [{ repository: "REPO", minIntervalSeconds: 120, maxIntervalSeconds: 60 }, "snapshotPolicy.minIntervalSeconds"],
     [{ repository: "REPO", keepLast: 0 }, "snapshotPolicy.keepLast"],
   ])("provider check: %j -> preview names %s; up creates nothing", async (policy, field) => {
-    const base = stackArgs("dist/test/support/deferredArgsProgram.js", "validation-deferred");
+    const base = stackArgs(".cache/test-dist/test/support/deferredArgsProgram.js", "validation-deferred");
     const json = JSON.stringify(policy).replace("REPO", repo);
     const config = [`primaryHost=${A}`, `recoveryHost=${B}`, `policy=${json}`].flatMap((c) => ["--config", c]);
     await expectRejected(base, config, field);

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { runCli, runId } from "../support/cli";
 
-const program = "dist/test/support/markerFileProgram.js";
+const program = ".cache/test-dist/test/support/markerFileProgram.js";
 
 describe("Pulumi toolchain on the local file backend", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-toolchain-"));

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { labAvailable } from "../support/lab";
+import { labAvailable } from "../../lab/lab";
 import { main } from "../../bench/main";
 import { parseCsv, Row } from "../../bench/results";
 

@@ -1,8 +1,8 @@
 /** `pulumi up` never takes over a VM it did not create: it fails naming the VM and leaves it alone. */
-import { ensureLab, LabState, cleanupDomains, guestCmdline } from "../support/lab";
+import { ensureLab, LabState, cleanupDomains, guestCmdline } from "../../lab/lab";
 import { runCli, runId } from "../support/cli";
-import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
+import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../../lab/exampleStack";
 
 describe("an existing domain with the same name", () => {
   let lab: LabState;

@@ -7,12 +7,12 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { ExecVirsh } from "../../provider/libvirt/virsh";
-import { PACKAGE_ROOT } from "../../provider/packageRoot";
+import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
+import { ExecVirsh } from "../../hypervisor/libvirt/virsh";
+import { PACKAGE_ROOT } from "../../lib/packageRoot";
 import { runCli, runId } from "../support/cli";
-import { LabState, cleanupDomains, ensureLab, labAvailable, lastCounter, waitForCounter } from "../support/lab";
-import { configFlags, labExampleConfig } from "../support/exampleStack";
+import { LabState, cleanupDomains, ensureLab, labAvailable, lastCounter, waitForCounter } from "../../lab/lab";
+import { configFlags, labExampleConfig } from "../../lab/exampleStack";
 
 const describeLab = labAvailable() ? describe : describe.skip;
 const PROGRAM = path.join(PACKAGE_ROOT, "dist", "examples", "protected-vm", "index.js");

@@ -7,11 +7,11 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, counters, waitForConsole } from "../support/lab";
-import { failHost, reviveHosts } from "../support/hostFailure";
+import { ensureLab, LabState, cleanupDomains, counters, waitForConsole } from "../../lab/lab";
+import { failHost, reviveHosts } from "../../lab/hostFailure";
 import { runCli, runId } from "../support/cli";
-import { SnapshotRepository } from "../../provider/repository/repository";
-import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
+import { SnapshotRepository } from "../../repository/repository";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../../lab/exampleStack";
 
 const KEEP_LAST = 2;
 

@@ -5,8 +5,8 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { buildDomainXml, parseDomainXml, rewriteForHost } from "../../provider/libvirt/domainXml";
-import { ExecVirsh } from "../../provider/libvirt/virsh";
+import { buildDomainXml, parseDomainXml, rewriteForHost } from "../../hypervisor/libvirt/domainXml";
+import { ExecVirsh } from "../../hypervisor/libvirt/virsh";
 import {
   LabState,
   cleanupDomains,
@@ -21,7 +21,7 @@ import {
   removeFiles,
   waitForConsole,
   waitForCounter,
-} from "../support/lab";
+} from "../../lab/lab";
 
 const describeLab = labAvailable() ? describe : describe.skip;
 const PREFIX = "pvt-sr-";

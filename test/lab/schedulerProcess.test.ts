@@ -5,11 +5,11 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, waitForConsole } from "../support/lab";
+import { ensureLab, LabState, cleanupDomains, waitForConsole } from "../../lab/lab";
 import { runCli, runId } from "../support/cli";
-import { SnapshotRepository } from "../../provider/repository/repository";
-import { pidAlive } from "../../provider/dynamic/schedulerProcessImpl";
-import { configFlags, exampleStackArgs, labExampleConfig } from "../support/exampleStack";
+import { SnapshotRepository } from "../../repository/repository";
+import { pidAlive } from "../../pulumi/providers/schedulerProcessImpl";
+import { configFlags, exampleStackArgs, labExampleConfig } from "../../lab/exampleStack";
 
 describe("scheduler started by the component", () => {
   let lab: LabState;

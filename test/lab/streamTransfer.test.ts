@@ -5,11 +5,11 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, guestCmdline, waitForCounter, counters, waitForConsole } from "../support/lab";
+import { ensureLab, LabState, cleanupDomains, guestCmdline, waitForCounter, counters, waitForConsole } from "../../lab/lab";
 import { runId } from "../support/cli";
-import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { SnapshotRepository } from "../../provider/repository/repository";
-import { withPolicyDefaults } from "../../components/policy";
+import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
+import { SnapshotRepository } from "../../repository/repository";
+import { withPolicyDefaults } from "../../core/policy";
 
 describe("streamed snapshot transfer on the lab", () => {
   let lab: LabState;

@@ -1,7 +1,7 @@
 /** Runs the compiled CLI (dist/cli/main.js) in its own process, as a user or CI would. */
 import { execFile } from "child_process";
 import * as path from "path";
-import { PACKAGE_ROOT } from "../../provider/packageRoot";
+import { PACKAGE_ROOT } from "../../lib/packageRoot";
 
 export interface CliResult {
   code: number;

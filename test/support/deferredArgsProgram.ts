@@ -4,7 +4,7 @@
  * `check` must catch bad values at preview. Config: policy (JSON), primaryHost, recoveryHost, vmName.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM } from "../../components/protectedVm";
+import { ProtectedVM } from "../../pulumi/protectedVm";
 
 export async function program() {
   const cfg = new pulumi.Config();

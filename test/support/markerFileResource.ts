@@ -2,15 +2,16 @@
  * A trivial dynamic resource (a file with given content) used to prove the Pulumi toolchain:
  * up, preview, refresh and destroy through the real CLI and the dynamic-provider plugin.
  */
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { delegatingProvider } from "../../provider/dynamic/runtimeModule";
+import { delegatingProvider } from "../../pulumi/providers/runtimeModule";
 
 export interface MarkerFileArgs {
   path: pulumi.Input<string>;
   content: pulumi.Input<string>;
 }
 
-const markerFileProvider = delegatingProvider("test/support/markerFileImpl", ["create", "read", "diff", "update", "delete"]);
+const markerFileProvider = delegatingProvider(path.join(__dirname, "markerFileImpl.js"), ["create", "read", "diff", "update", "delete"]);
 
 export class MarkerFile extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;

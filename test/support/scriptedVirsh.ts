@@ -3,8 +3,8 @@
  * rule whose pattern matches answers (stdout, or a libvirt-style error). Every call is recorded,
  * so tests can assert the exact argv the backend sent.
  */
-import type { VirshResult, VirshRunner } from "../../provider/libvirt/virsh";
-import { VirshError } from "../../provider/libvirt/virsh";
+import type { VirshResult, VirshRunner } from "../../hypervisor/libvirt/virsh";
+import { VirshError } from "../../hypervisor/libvirt/virsh";
 
 export interface VirshCall {
   uri: string;

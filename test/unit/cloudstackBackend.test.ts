@@ -1,12 +1,12 @@
 import { inspect } from "util";
 import { FakeCloudStack } from "../support/cloudstackServer";
 import { CapturedLog, backendFor, captureLog, clientFor, startCloud } from "../support/cloudstack/harness";
-import { CloudStackBackend } from "../../provider/cloudstack/backend";
-import { CloudStackError } from "../../provider/cloudstack/errors";
-import { RecoveryRefusedError } from "../../provider/cloudstack/recovery";
-import { snapshotsToDelete } from "../../provider/retention";
-import { ProtectionRecord, withPolicyDefaults } from "../../components/policy";
-import type { VmSpec } from "../../provider/backend";
+import { CloudStackBackend } from "../../hypervisor/cloudstack/backend";
+import { CloudStackError } from "../../hypervisor/cloudstack/errors";
+import { RecoveryRefusedError } from "../../hypervisor/cloudstack/recovery";
+import { snapshotsToDelete } from "../../core/retention";
+import { ProtectionRecord, withPolicyDefaults } from "../../core/policy";
+import type { VmSpec } from "../../core/model";
 
 let cs: FakeCloudStack;
 let log: CapturedLog;

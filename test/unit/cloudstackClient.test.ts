@@ -2,10 +2,10 @@ import axios from "axios";
 import { inspect } from "util";
 import { FakeCloudStack } from "../support/cloudstackServer";
 import { captureLog, clientFor, startCloud } from "../support/cloudstack/harness";
-import { CloudStackClient } from "../../provider/cloudstack/client";
-import { CloudStackError } from "../../provider/cloudstack/errors";
-import { commandKind, isRetryable } from "../../provider/cloudstack/retry";
-import { encodeQuery, signRequest } from "../../provider/cloudstack/signing";
+import { CloudStackClient } from "../../hypervisor/cloudstack/client";
+import { CloudStackError } from "../../hypervisor/cloudstack/errors";
+import { commandKind, isRetryable } from "../../hypervisor/cloudstack/retry";
+import { encodeQuery, signRequest } from "../../hypervisor/cloudstack/signing";
 
 let cs: FakeCloudStack;
 beforeEach(async () => {

@@ -4,12 +4,12 @@ import {
   redactedConfig,
   resolveCloudStackConfig,
   validateCloudStackConfig,
-} from "../../provider/cloudstack/config";
-import { toCloudStackSnapshotPolicy } from "../../provider/cloudstack/snapshotPolicy";
-import { protectionToTags, tagsToProtection, MAX_TAG_VALUE } from "../../provider/cloudstack/tags";
-import { chooseRecoveryPath, RecoveryFacts } from "../../provider/cloudstack/recovery";
-import { CloudStackBackend } from "../../provider/cloudstack/backend";
-import { withPolicyDefaults, ProtectionRecord } from "../../components/policy";
+} from "../../hypervisor/cloudstack/config";
+import { toCloudStackSnapshotPolicy } from "../../hypervisor/cloudstack/snapshotPolicy";
+import { protectionToTags, tagsToProtection, MAX_TAG_VALUE } from "../../hypervisor/cloudstack/tags";
+import { chooseRecoveryPath, RecoveryFacts } from "../../hypervisor/cloudstack/recovery";
+import { CloudStackBackend } from "../../hypervisor/cloudstack/backend";
+import { withPolicyDefaults, ProtectionRecord } from "../../core/policy";
 import { clientFor, startCloud } from "../support/cloudstack/harness";
 
 const good = { endpoint: "https://cloud.example.com/client/api", apiKey: "key", secretKey: "secret", zone: "z1" };

@@ -1,4 +1,4 @@
-import { canonicalString, computeSignature, encodeValue, formatExpires, parseCloudStackDate, signRequest } from "../../provider/cloudstack/signing";
+import { canonicalString, computeSignature, encodeValue, formatExpires, parseCloudStackDate, signRequest } from "../../hypervisor/cloudstack/signing";
 import { expectedSignature, verifyRequest } from "../support/cloudstack/verify";
 
 describe("CloudStack request signing", () => {

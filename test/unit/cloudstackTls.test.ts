@@ -4,9 +4,9 @@ import * as https from "https";
 import { AddressInfo } from "net";
 import { tmpdir } from "os";
 import { join } from "path";
-import { CloudStackClient } from "../../provider/cloudstack/client";
-import { CloudStackError } from "../../provider/cloudstack/errors";
-import { CloudStackBackend } from "../../provider/cloudstack/backend";
+import { CloudStackClient } from "../../hypervisor/cloudstack/client";
+import { CloudStackError } from "../../hypervisor/cloudstack/errors";
+import { CloudStackBackend } from "../../hypervisor/cloudstack/backend";
 import { startCloud } from "../support/cloudstack/harness";
 
 describe("TLS", () => {

@@ -9,8 +9,8 @@ import {
   parseXml,
   rewriteForHost,
   serializeXml,
-} from "../../provider/libvirt/domainXml";
-import type { VmSpec } from "../../provider/backend";
+} from "../../hypervisor/libvirt/domainXml";
+import type { VmSpec } from "../../core/model";
 
 const META = `<pv:protection xmlns:pv="${PV_XMLNS}"><pv:record>{"version":1}</pv:record></pv:protection>`;
 /** META as we write it back (attributes in single quotes). */

@@ -2,9 +2,10 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { Backend, HostRef, SnapshotRecord, VmInfo, VmRef } from "../../provider/backend";
-import { withPolicyDefaults } from "../../components/policy";
-import { cleanupDrills, DrillRefused, isDrillOf, runDrill } from "../../drill/drill";
+import type { Backend } from "../../hypervisor/backend";
+import type { HostRef, SnapshotRecord, VmInfo, VmRef } from "../../core/model";
+import { withPolicyDefaults } from "../../core/policy";
+import { cleanupDrills, DrillRefused, isDrillOf, runDrill } from "../../ops/drill";
 
 const A = "test:///a/default";
 const B = "test:///b/default";

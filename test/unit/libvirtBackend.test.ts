@@ -2,10 +2,10 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { LibvirtBackend } from "../../provider/libvirt/backend";
-import { SnapshotRepository } from "../../provider/repository/repository";
+import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
+import { SnapshotRepository } from "../../repository/repository";
 import { ScriptedVirsh } from "../support/scriptedVirsh";
-import { withPolicyDefaults } from "../../components/policy";
+import { withPolicyDefaults } from "../../core/policy";
 
 const URI = "qemu+ssh://a.example/system";
 const B = "qemu+ssh://b.example/system";

@@ -1,10 +1,11 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { DEFAULT_POLICY, nextIntervalSeconds, SnapshotPolicy, validatePolicy, validateProtection, withPolicyDefaults } from "../../components/policy";
-import { domainInputErrors, repositoryErrors } from "../../provider/dynamic/domainImpl";
-import { snapshotsToDelete } from "../../provider/retention";
-import type { SnapshotRecord } from "../../provider/backend";
+import { DEFAULT_POLICY, SnapshotPolicy, validatePolicy, validateProtection, withPolicyDefaults } from "../../core/policy";
+import { nextIntervalSeconds } from "../../core/interval";
+import { domainInputErrors, repositoryErrors } from "../../pulumi/providers/domainImpl";
+import { snapshotsToDelete } from "../../core/retention";
+import type { SnapshotRecord } from "../../core/model";
 
 const A = "qemu:///system";
 const B = "qemu+ssh://hostb.example/system";

@@ -1,9 +1,9 @@
 /** The policy pack's rules as pure functions (the pack itself is exercised in test/integration/policyPack.test.ts). */
-import { withPolicyDefaults, ProtectionRecord } from "../../components/policy";
+import { withPolicyDefaults, ProtectionRecord } from "../../core/policy";
 import {
   VmFacts, checkProtected, checkProtectionValid, checkRecoveryHosts, checkRepositoryOffHost, checkRepositoryQuota,
   checkRetention, checkRpo, checkSingleRepository, checkWarmRecovery, hostIdentity, parseWarmRecovery, vmFacts,
-} from "../../policy/rules";
+} from "../../pulumi/policy/rules";
 
 const A = "qemu+ssh://hv1.example/system";
 const B = "qemu+ssh://hv2.example/system";

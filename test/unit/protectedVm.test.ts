@@ -25,8 +25,8 @@ pulumi.runtime.setMocks(
 );
 
 // Loaded after setMocks so resources register against the mocks.
-import { ProtectedVM, ProtectedVMArgs } from "../../components/protectedVm";
-import { PolicyValidationError } from "../../components/policy";
+import { ProtectedVM, ProtectedVMArgs } from "../../pulumi/protectedVm";
+import { PolicyValidationError } from "../../core/policy";
 
 const A = "qemu:///system";
 const B = "qemu+ssh://b.example/system";

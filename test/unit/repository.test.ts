@@ -8,11 +8,11 @@ import { spawnSync } from "child_process";
 import { hostname, tmpdir } from "os";
 import { join } from "path";
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "fs";
-import { chunkBuffer, chunkFile, DEFAULT_CHUNKER, MiB } from "../../provider/repository/chunker";
-import { RepositoryBusyError } from "../../provider/repository/lock";
-import { Manifest } from "../../provider/repository/manifest";
-import { SnapshotCorruptError, SnapshotIncompleteError, SnapshotRepository } from "../../provider/repository/repository";
-import { snapshotsToDelete } from "../../provider/retention";
+import { chunkBuffer, chunkFile, DEFAULT_CHUNKER, MiB } from "../../repository/chunker";
+import { RepositoryBusyError } from "../../repository/lock";
+import { Manifest } from "../../repository/manifest";
+import { SnapshotCorruptError, SnapshotIncompleteError, SnapshotRepository } from "../../repository/repository";
+import { snapshotsToDelete } from "../../core/retention";
 
 const PAGE = 4096;
 let work: string;

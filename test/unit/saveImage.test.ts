@@ -2,9 +2,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { rewriteSaveImageXml, saveImageXml } from "../../provider/libvirt/saveImage";
-import { protectionElement, stripProtectionElement } from "../../provider/libvirt/metadata";
-import { withPolicyDefaults } from "../../components/policy";
+import { rewriteSaveImageXml, saveImageXml } from "../../hypervisor/libvirt/saveImage";
+import { protectionElement, stripProtectionElement } from "../../hypervisor/libvirt/metadata";
+import { withPolicyDefaults } from "../../core/policy";
 
 /** A save image as libvirt writes one: header, XML NUL cookie NUL padding, then the QEMU stream. */
 function makeImage(file: string, xml: string, cookie: string | null, dataLen = 4096, stream = Buffer.from("QEVM\0\0\0\x03stream-bytes")) {

@@ -1,7 +1,7 @@
 /** Shared test setup: a loopback CloudStack plus a client/backend with fast polling and captured logs. */
 import { FakeCloudStack, FakeCloudStackOptions } from "../cloudstackServer";
-import { CloudStackClient, CloudStackClientOptions } from "../../../provider/cloudstack/client";
-import { CloudStackBackend } from "../../../provider/cloudstack/backend";
+import { CloudStackClient, CloudStackClientOptions } from "../../../hypervisor/cloudstack/client";
+import { CloudStackBackend } from "../../../hypervisor/cloudstack/backend";
 
 export interface CapturedLog {
   lines: string[];

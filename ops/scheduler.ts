@@ -1,0 +1,194 @@
+/**
+ * The companion scheduler: between deployments, it finds every protected VM on the hosts it
+ * watches (from the record stored in each VM), and for each runs the paper's loop -
+ *   read CPU usage -> pick the interval (short when idle, long when busy) -> wait ->
+ *   snapshot (memory + disk, committed to the repository) -> apply retention -> again.
+ * It logs one structured JSON line per event and can write an RPO status file for monitoring.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import type { Backend } from "../hypervisor/backend";
+import type { HostRef, SnapshotRecord } from "../core/model";
+import type { ProtectionRecord } from "../core/policy";
+import { nextIntervalSeconds } from "../core/interval";
+import { pruneSnapshots } from "./prune";
+
+export interface SchedulerEvent {
+  event: "discovered" | "snapshot" | "snapshot-failed" | "pruned" | "rpo" | "host-down" | "stopped";
+  at: string;
+  vm?: string;
+  host?: string;
+  [key: string]: unknown;
+}
+
+export interface SchedulerOptions {
+  backend: Backend;
+  /** Hosts to watch; a protected VM is found on whichever of them runs it. */
+  hosts: HostRef[];
+  /** Where a line per event goes; default: JSON on stdout. */
+  log?: (e: SchedulerEvent) => void;
+  /** CPU sample length, ms. Default 1000. */
+  cpuSampleMs?: number;
+  /** How often to look for new or moved VMs, ms. Default 15000. */
+  discoverEveryMs?: number;
+  /** Write per-VM RPO status here (JSON), for monitoring. */
+  statusFile?: string;
+  /** Stop after this many snapshots in total (tests, drills). */
+  maxSnapshots?: number;
+  /** Only these VMs (default: every protected VM on the hosts). */
+  vmNames?: string[];
+}
+
+interface Tracked {
+  name: string;
+  host: HostRef;
+  protection: ProtectionRecord;
+  dueAt: number;
+  lastSnapshot?: SnapshotRecord;
+  lastError?: string;
+}
+
+export interface VmStatus {
+  vm: string;
+  host: HostRef;
+  newestSnapshotId: string | null;
+  newestSnapshotAt: string | null;
+  /** Age of the newest complete snapshot: the state a failure now would lose. */
+  rpoSeconds: number | null;
+  nextSnapshotInSeconds: number;
+  lastError: string | null;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Scheduler {
+  private readonly vms = new Map<string, Tracked>();
+  private stopped = false;
+  private snapshotsTaken = 0;
+  private lastDiscovery = 0;
+  private readonly log: (e: SchedulerEvent) => void;
+
+  constructor(private readonly opts: SchedulerOptions) {
+    this.log = opts.log ?? ((e) => process.stdout.write(JSON.stringify(e) + "\n"));
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private emit(event: SchedulerEvent["event"], fields: Record<string, unknown>): void {
+    this.log({ event, at: new Date().toISOString(), ...fields });
+  }
+
+  /** Find protected VMs on every live host; notice VMs that moved (after a recovery). */
+  async discover(): Promise<void> {
+    this.lastDiscovery = Date.now();
+    for (const host of this.opts.hosts) {
+      if (!(await this.opts.backend.hostAlive(host))) {
+        this.emit("host-down", { host });
+        continue;
+      }
+      for (const vm of await this.opts.backend.listProtectedVms(host)) {
+        if (!vm.protection || (vm.state !== "running" && vm.state !== "paused")) continue;
+        if (this.opts.vmNames && !this.opts.vmNames.includes(vm.name)) continue;
+        const known = this.vms.get(vm.name);
+        if (known && known.host === vm.host) {
+          known.protection = vm.protection;
+          continue;
+        }
+        this.vms.set(vm.name, { name: vm.name, host: vm.host, protection: vm.protection, dueAt: Date.now(), lastSnapshot: known?.lastSnapshot });
+        this.emit("discovered", { vm: vm.name, host: vm.host, policy: vm.protection.policy });
+      }
+    }
+  }
+
+  /** Snapshot one VM now, prune, and schedule its next snapshot from its CPU usage. */
+  async snapshotVm(t: Tracked): Promise<SnapshotRecord | undefined> {
+    const { backend } = this.opts;
+    const policy = t.protection.policy;
+    const ref = { name: t.name, host: t.host };
+    const previousAt = t.lastSnapshot?.createdAt ?? (await backend.listSnapshots(t.name, policy.repository)).find((s) => s.complete)?.createdAt;
+    let record: SnapshotRecord | undefined;
+    try {
+      record = await backend.takeSnapshot(ref, { includeMemory: policy.includeMemory, repository: policy.repository, live: policy.liveSnapshot ?? "auto" });
+      t.lastSnapshot = record;
+      t.lastError = undefined;
+      this.snapshotsTaken++;
+      this.emit("snapshot", {
+        vm: t.name,
+        host: t.host,
+        id: record.id,
+        bytes: record.bytes,
+        storedBytes: record.storedBytes,
+        durationMs: record.durationMs,
+        pauseMs: record.pauseMs,
+        live: record.live ?? false,
+        previousAgeSeconds: previousAt ? (Date.parse(record.createdAt) - Date.parse(previousAt)) / 1000 : null,
+      });
+      const { kept, deleted } = await pruneSnapshots(backend, t.name, policy.repository, policy);
+      if (deleted.length) this.emit("pruned", { vm: t.name, deleted: deleted.map((s) => s.id), kept: kept.filter((s) => s.complete).length });
+    } catch (e) {
+      t.lastError = (e as Error).message;
+      this.emit("snapshot-failed", { vm: t.name, host: t.host, error: t.lastError });
+    }
+    // The paper's step 1-2: read CPU, pick the interval for the next wait.
+    let cpu: number | null = null;
+    try {
+      cpu = await backend.cpuUsage(ref, this.opts.cpuSampleMs ?? 1000);
+    } catch {
+      cpu = null;
+    }
+    const interval = cpu === null ? policy.minIntervalSeconds : nextIntervalSeconds(cpu, policy);
+    t.dueAt = Date.now() + interval * 1000;
+    this.emit("rpo", { vm: t.name, cpuPercent: cpu === null ? null : Math.round(cpu * 10) / 10, nextIntervalSeconds: Math.round(interval * 10) / 10, rpoSeconds: this.rpoOf(t) });
+    return record;
+  }
+
+  private rpoOf(t: Tracked): number | null {
+    return t.lastSnapshot ? (Date.now() - Date.parse(t.lastSnapshot.createdAt)) / 1000 : null;
+  }
+
+  status(): VmStatus[] {
+    return [...this.vms.values()].map((t) => ({
+      vm: t.name,
+      host: t.host,
+      newestSnapshotId: t.lastSnapshot?.id ?? null,
+      newestSnapshotAt: t.lastSnapshot?.createdAt ?? null,
+      rpoSeconds: this.rpoOf(t),
+      nextSnapshotInSeconds: Math.max(0, (t.dueAt - Date.now()) / 1000),
+      lastError: t.lastError ?? null,
+    }));
+  }
+
+  private writeStatus(): void {
+    if (!this.opts.statusFile) return;
+    const tmp = `${this.opts.statusFile}.tmp`;
+    fs.mkdirSync(path.dirname(this.opts.statusFile), { recursive: true });
+    fs.writeFileSync(tmp, JSON.stringify({ at: new Date().toISOString(), vms: this.status() }, null, 2));
+    fs.renameSync(tmp, this.opts.statusFile);
+  }
+
+  /** Run until stop() (or maxSnapshots): one snapshot at a time, so a 2-core host is not swamped. */
+  async run(): Promise<void> {
+    await this.discover();
+    while (!this.stopped) {
+      if (Date.now() - this.lastDiscovery > (this.opts.discoverEveryMs ?? 15_000)) await this.discover();
+      const due = [...this.vms.values()].filter((t) => t.dueAt <= Date.now()).sort((a, b) => a.dueAt - b.dueAt)[0];
+      if (due) {
+        const alive = await this.opts.backend.hostAlive(due.host);
+        if (!alive) {
+          this.emit("host-down", { vm: due.name, host: due.host });
+          this.vms.delete(due.name); // rediscovered wherever it runs next (after recover)
+        } else {
+          await this.snapshotVm(due);
+        }
+        this.writeStatus();
+        if (this.opts.maxSnapshots !== undefined && this.snapshotsTaken >= this.opts.maxSnapshots) break;
+        continue;
+      }
+      this.writeStatus();
+      await sleep(250);
+    }
+    this.emit("stopped", { snapshots: this.snapshotsTaken });
+  }
+}
