@@ -48,7 +48,7 @@ die() {
 
 usage() {
   cat >&2 <<EOF
-usage: bash lab/lab.sh up | down [--purge] | status
+usage: bash lab/lab.sh up | down [--purge] | status | pids a|b
   up      install missing packages, build the guest (cached in .lab/guest), start hosts a and b
   down    destroy every lab domain, stop both daemons, remove .lab/ except the guest cache
           (--purge: the guest cache too)
@@ -638,5 +638,8 @@ case "${1:-}" in
   up) lock_lab; cmd_up ;;
   down) shift; lock_lab; cmd_down "$@" ;;
   status) cmd_status ;;
+  # The pids of this checkout's lab processes of host $2 (daemon, QEMU, helpers), one a line:
+  # failing a host kills exactly these, never another checkout's lab that shares the users.
+  pids) [[ "${2:-}" == a || "${2:-}" == b ]] || usage; host_pids "$2" ;;
   *) usage ;;
 esac
