@@ -8,6 +8,7 @@
 import type { Backend } from "../hypervisor/backend";
 import type { HostRef, SnapshotRecord, VmInfo } from "../core/model";
 import type { ProtectionRecord } from "../core/policy";
+import { RefusedError } from "../core/errors";
 
 export type RecoveryStep = "locate" | "fence" | "select-snapshot" | "restore" | "verify" | "record" | "done";
 
@@ -54,8 +55,8 @@ export interface RecoveryReport {
   events: RecoveryEvent[];
 }
 
-export class RecoveryRefused extends Error {
-  readonly exitCode = 3;
+/** Recovery refused on purpose (exit 3): the shared refusal of every backend, under recovery's name. */
+export class RecoveryRefused extends RefusedError {
   constructor(message: string) {
     super(message);
     this.name = "RecoveryRefused";

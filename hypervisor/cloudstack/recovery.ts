@@ -18,6 +18,7 @@
 import type { SnapshotRecord, VmInfo, RestoreOptions, HostRef } from "../backend";
 import type { CloudStackLogger } from "./client";
 import { CloudStackError } from "./errors";
+import { RefusedError } from "../../core/errors";
 import { CloudStackResources, CsSnapshot, CsVm, CsVmSnapshot, HOSTNAME_PATTERN } from "./resources";
 import { RESTORED_FROM_KEY, RESTORE_PATH_KEY, RESTORING_KEY, isProtectionTagKey, tagsToProtection, protectionToTags } from "./tags";
 
@@ -79,7 +80,8 @@ export interface CloudStackRestoreOptions extends RestoreOptions {
   path?: RecoveryPath | "auto";
 }
 
-export class RecoveryRefusedError extends Error {
+/** A CloudStack recovery refused on purpose: exit 3 like every other refusal (core/errors). */
+export class RecoveryRefusedError extends RefusedError {
   constructor(message: string) {
     super(message);
     this.name = "RecoveryRefusedError";
