@@ -3,51 +3,9 @@
  * serves the component (at construction), the dynamic providers (`check`, so errors show at
  * `pulumi preview`), the CLI and the policy pack.
  */
-import type { BackendKind } from "./model";
+import type { BackendKind, SnapshotPolicy, SnapshotPolicyInput } from "./model";
 
-export interface SnapshotPolicy {
-  /** Interval used when the VM is idle (seconds). Default 30. */
-  minIntervalSeconds: number;
-  /** Interval used when the VM is busy (seconds). Default 300. */
-  maxIntervalSeconds: number;
-  /** Pick the interval from CPU usage (the paper's prototype); false = always minIntervalSeconds. Default true. */
-  loadAdaptive: boolean;
-  /** At or below this CPU % the VM counts as idle. Default 20. */
-  cpuIdlePercent: number;
-  /** At or above this CPU % the VM counts as busy. Default 70. */
-  cpuBusyPercent: number;
-  /** Keep the newest N complete snapshots. Default 3. */
-  keepLast: number;
-  /** Also delete complete snapshots older than this (seconds); the newest complete one is always kept. */
-  maxAgeSeconds?: number;
-  /** Capture memory (warm recovery). Default true. */
-  includeMemory: boolean;
-  /** libvirt: a directory every recovery host can reach (shared storage). CloudStack: "primary" or "secondary". */
-  repository: string;
-  /** What `pulumi destroy` does with the VM's snapshots. Default "keep" (they outlive the VM). */
-  onDestroy: "keep" | "delete";
-  /**
-   * libvirt: "auto" (default) snapshots memory live when the guest dirties memory slowly (the
-   * pause is then only the final switch-over), and with the guest paused otherwise (a live
-   * snapshot of a fast writer does not converge); "never" always pauses.
-   */
-  liveSnapshot: "auto" | "never";
-}
-
-export type SnapshotPolicyInput = Partial<SnapshotPolicy> & { repository: string };
-
-/** What is stored on the VM itself so the scheduler and recovery need no other database. */
-export interface ProtectionRecord {
-  version: 1;
-  backend: BackendKind;
-  primaryHost: string;
-  recoveryHosts: string[];
-  policy: SnapshotPolicy;
-  /** libvirt: the storage pool that holds the VM's disk on every host. */
-  pool?: string;
-  /** Set by `recover`: where the VM was brought back, from which snapshot. */
-  lastRecovery?: { from: string; to: string; snapshotId: string; at: string };
-}
+export type { ProtectionRecord, SnapshotPolicy, SnapshotPolicyInput } from "./model";
 
 export const DEFAULT_POLICY: Omit<SnapshotPolicy, "repository"> = {
   minIntervalSeconds: 30,
