@@ -1,5 +1,5 @@
 /**
- * The protection policy: its type, its defaults and its validation. One validation function
+ * The protection policy: its defaults and its validation (its types are in core/model.ts). One validation function
  * serves the component (at construction), the dynamic providers (`check`, so errors show at
  * `pulumi preview`), the CLI and the policy pack.
  */
