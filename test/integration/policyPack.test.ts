@@ -4,7 +4,7 @@
  * the right resource, mandatory violations fail the preview, advisory ones do not.
  * Needs a build (npx tsc -p .): the pack runs dist/pulumi/policy/pack/index.js.
  */
-import { policyPackPath } from "../..";
+import { policyPackPath } from "../../index";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
