@@ -59,6 +59,6 @@ describe("save image XML", () => {
   test("a drill copy loses the protection record, nothing else", () => {
     const rec = { version: 1 as const, backend: "libvirt" as const, primaryHost: "qemu:///system", recoveryHosts: [], policy: withPolicyDefaults({ repository: "/r" }) };
     const xml = `<domain><name>c</name><metadata>${protectionElement(rec)}<other:x xmlns:other="urn:x">keep</other:x></metadata></domain>`;
-    expect(stripProtectionElement(xml)).toBe(`<domain><name>c</name><metadata><other:x xmlns:other="urn:x">keep</other:x></metadata></domain>`);
+    expect(stripProtectionElement(xml)).toBe(`<domain><name>c</name><metadata><other:x xmlns:other='urn:x'>keep</other:x></metadata></domain>\n`);
   });
 });
