@@ -341,8 +341,9 @@ export function consoleLogOf(domain: XmlElement): string | undefined {
   const devices = child(domain, "devices");
   if (!devices) return undefined;
   for (const s of [...childElements(devices, "serial"), ...childElements(devices, "console")]) {
-    const f = childAt(s, "log") && getAttr(childAt(s, "log") as XmlElement, "file");
-    if (f) return f;
+    const log = child(s, "log");
+    const file = log && getAttr(log, "file");
+    if (file) return file;
   }
   return undefined;
 }
