@@ -10,6 +10,7 @@
 import * as fs from "fs";
 import * as tty from "tty";
 import type { VirshRunner } from "../hypervisor/libvirt/virsh";
+import { serialPtyPath } from "../hypervisor/libvirt/domainXml";
 
 export interface Line {
   /** Host time of arrival, ms since the epoch (fractional). */
@@ -110,10 +111,10 @@ export class PtyTap extends LineSink {
   /** Open the pty of serial 0 of a running domain. */
   static async open(virsh: VirshRunner, uri: string, name: string): Promise<PtyTap> {
     const { stdout } = await virsh.run(uri, ["dumpxml", name]);
-    const m = /<serial\b[^>]*type=['"]pty['"][^>]*>[\s\S]*?<source\b[^>]*path=['"](\/dev\/pts\/\d+)['"]/.exec(stdout);
-    if (!m) throw new Error(`no pty serial console in the live XML of ${name} on ${uri}`);
-    const tap = new PtyTap(m[1]);
-    tap.fd = fs.openSync(m[1], fs.constants.O_RDWR | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
+    const pty = serialPtyPath(stdout);
+    if (!pty) throw new Error(`no pty serial console in the live XML of ${name} on ${uri}`);
+    const tap = new PtyTap(pty);
+    tap.fd = fs.openSync(pty, fs.constants.O_RDWR | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
     const s = new tty.ReadStream(tap.fd);
     s.setRawMode(true); // no echo back into the guest, no line discipline delays
     s.setEncoding("latin1");

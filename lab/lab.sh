@@ -495,7 +495,8 @@ ensure_pool() {
       || die "host $h: defining storage pool $POOL failed" "see $(host_dir "$h")/log/daemon.log"
   fi
   local target
-  target="$(virsh_h "$h" pool-dumpxml "$POOL" | sed -n 's:.*<path>\(.*\)</path>.*:\1:p' | head -n1)"
+  # libvirt evaluates the XPath on its own parsed XML (no text matching on XML here).
+  target="$(virsh_h "$h" pool-dumpxml "$POOL" --xpath '/pool/target/path/text()' | head -n1)"
   if [[ "$target" != "$dir" ]]; then
     die "host $h: pool $POOL points at '$target', expected '$dir'" "run 'npm run lab -- down' then 'up'"
   fi

@@ -1,323 +1,46 @@
 /**
- * libvirt domain XML: build it from a VmSpec, rewrite it for another host, read it back.
- * Pure functions: no I/O.
- *
- * A small, strict XML reader/writer is included (elements, attributes, text, comments, CDATA,
- * processing instructions; no DTDs) so a domain XML from libvirt (`dumpxml`,
- * `save-image-dumpxml`) can be edited structurally and written back without losing anything
- * we did not touch. Every value we interpolate is escaped; characters that XML 1.0 cannot
- * carry at all (NUL and most C0 controls) are rejected rather than silently dropped.
+ * libvirt domain XML: build it from a VmSpec, rewrite it for another host, read it back, and
+ * the accessors the rest of hypervisor/libvirt uses (disks, serial console, protection
+ * metadata, pool target path). Pure functions: no I/O. Every document goes through the one
+ * XML model in ./xml (fast-xml-parser underneath), so what we did not touch is written back
+ * as it was; every value we put in is escaped, and characters XML 1.0 cannot carry (NUL and
+ * most C0 controls) are rejected rather than silently dropped.
  */
 import type { VmSpec } from "../backend";
 import { PROTECTION_NS as PV_XMLNS, PROTECTION_PREFIX as PV_PREFIX } from "./metadata";
+import {
+  XmlElement,
+  XmlError,
+  checkChars,
+  child,
+  childAt,
+  childElements,
+  el,
+  getAttr,
+  insertAfter,
+  namespaceAttr,
+  namespaceOf,
+  parseXml,
+  removeChildren,
+  serializeXml,
+  setAttr,
+  setText,
+  stripIndentation,
+  textOf,
+} from "./xml";
 
 export { PV_XMLNS, PV_PREFIX };
+export { escapeXmlAttr, escapeXmlText, parseXml, serializeXml } from "./xml";
+export type { XmlElement, XmlNode } from "./xml";
+/** Errors about XML, the document's or a value's (the one error class of ./xml, under its older name). */
+export const DomainXmlError = XmlError;
+export type DomainXmlError = XmlError;
 
-export class DomainXmlError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "DomainXmlError";
-  }
-}
-
-// ------------------------------------------------------------------------------------------
-// Escaping
-
-// XML 1.0 Char production: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
-// Lone surrogates are excluded too (a JS string can hold them; UTF-8 cannot encode them).
-const INVALID_XML_CHAR = /[^\x09\x0A\x0D\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
-
-function checkChars(value: string, what: string): void {
-  const m = INVALID_XML_CHAR.exec(value);
-  if (m) {
-    const code = m[0].codePointAt(0) ?? 0;
-    throw new DomainXmlError(`${what} contains a character XML cannot represent (U+${code.toString(16).toUpperCase().padStart(4, "0")})`);
-  }
-}
-
-/** Escape text content. */
-export function escapeXmlText(value: string, what = "value"): string {
-  checkChars(value, what);
-  return value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\r/g, "&#13;");
-}
-
-/** Escape an attribute value (safe in either quote style; whitespace kept through normalisation). */
-export function escapeXmlAttr(value: string, what = "attribute"): string {
-  checkChars(value, what);
-  return value
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&apos;")
-    .replace(/\t/g, "&#9;")
-    .replace(/\n/g, "&#10;")
-    .replace(/\r/g, "&#13;");
-}
-
-// ------------------------------------------------------------------------------------------
-// A minimal XML tree
-
-export interface XmlElement {
-  kind: "element";
-  /** Qualified name as written, e.g. "disk" or "pv:protection". */
-  name: string;
-  /** Attributes in document order, values decoded. */
-  attrs: Array<[string, string]>;
-  children: XmlNode[];
-}
-interface XmlText {
-  kind: "text";
-  /** Decoded text. */
-  text: string;
-}
-interface XmlRaw {
-  kind: "raw";
-  /** Comments, CDATA sections, processing instructions: kept verbatim. */
-  raw: string;
-}
-export type XmlNode = XmlElement | XmlText | XmlRaw;
-
-const NAME_START = "A-Za-z_:\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370-\\u037D\\u037F-\\u1FFF\\u200C-\\u200D\\u2070-\\u218F\\u2C00-\\u2FEF\\u3001-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFFD";
-const NAME_RE = new RegExp(`[${NAME_START}][${NAME_START}\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040]*`, "y");
-
-function decodeEntities(s: string, where: number): string {
-  if (!s.includes("&")) return s;
-  return s.replace(/&([^;&\s]*);?/g, (whole, ent: string) => {
-    if (!whole.endsWith(";")) throw new DomainXmlError(`XML: unterminated entity near offset ${where}`);
-    switch (ent) {
-      case "lt":
-        return "<";
-      case "gt":
-        return ">";
-      case "amp":
-        return "&";
-      case "quot":
-        return '"';
-      case "apos":
-        return "'";
-    }
-    let code: number | undefined;
-    if (/^#[0-9]+$/.test(ent)) code = parseInt(ent.slice(1), 10);
-    else if (/^#x[0-9a-fA-F]+$/.test(ent)) code = parseInt(ent.slice(2), 16);
-    if (code === undefined || code > 0x10ffff) throw new DomainXmlError(`XML: unknown entity &${ent}; near offset ${where}`);
-    const ch = String.fromCodePoint(code);
-    checkChars(ch, "XML character reference");
-    return ch;
-  });
-}
-
-/** Parse an XML document (or fragment with exactly one root element) into its root element. */
-export function parseXml(xml: string): XmlElement {
-  checkChars(xml, "XML document");
-  let i = 0;
-  const n = xml.length;
-  const roots: XmlNode[] = [];
-  const stack: XmlElement[] = [];
-  const push = (node: XmlNode) => {
-    if (stack.length) stack[stack.length - 1].children.push(node);
-    else roots.push(node);
-  };
-  const readName = (): string => {
-    NAME_RE.lastIndex = i;
-    const m = NAME_RE.exec(xml);
-    if (!m) throw new DomainXmlError(`XML: expected a name at offset ${i}`);
-    i += m[0].length;
-    return m[0];
-  };
-  const skipWs = () => {
-    while (i < n && /\s/.test(xml[i])) i++;
-  };
-
-  while (i < n) {
-    const lt = xml.indexOf("<", i);
-    if (lt !== i) {
-      const end = lt < 0 ? n : lt;
-      const raw = xml.slice(i, end);
-      if (raw.includes(">") && /]]>/.test(raw)) throw new DomainXmlError(`XML: ']]>' in text at offset ${i}`);
-      if (stack.length) push({ kind: "text", text: decodeEntities(raw, i) });
-      else if (raw.trim() !== "") throw new DomainXmlError(`XML: text outside the root element at offset ${i}`);
-      i = end;
-      continue;
-    }
-    if (xml.startsWith("<!--", i)) {
-      const end = xml.indexOf("-->", i + 4);
-      if (end < 0) throw new DomainXmlError(`XML: unterminated comment at offset ${i}`);
-      push({ kind: "raw", raw: xml.slice(i, end + 3) });
-      i = end + 3;
-    } else if (xml.startsWith("<![CDATA[", i)) {
-      if (!stack.length) throw new DomainXmlError(`XML: CDATA outside the root element at offset ${i}`);
-      const end = xml.indexOf("]]>", i + 9);
-      if (end < 0) throw new DomainXmlError(`XML: unterminated CDATA at offset ${i}`);
-      push({ kind: "raw", raw: xml.slice(i, end + 3) });
-      i = end + 3;
-    } else if (xml.startsWith("<?", i)) {
-      const end = xml.indexOf("?>", i + 2);
-      if (end < 0) throw new DomainXmlError(`XML: unterminated processing instruction at offset ${i}`);
-      // The XML declaration is dropped (we always write UTF-8 without one); other PIs are kept.
-      const raw = xml.slice(i, end + 2);
-      if (!/^<\?xml[\s?]/.test(raw)) push({ kind: "raw", raw });
-      i = end + 2;
-    } else if (xml.startsWith("<!", i)) {
-      throw new DomainXmlError(`XML: DOCTYPE and other declarations are not supported (offset ${i})`);
-    } else if (xml.startsWith("</", i)) {
-      i += 2;
-      const name = readName();
-      skipWs();
-      if (xml[i] !== ">") throw new DomainXmlError(`XML: malformed end tag </${name}> at offset ${i}`);
-      i++;
-      const open = stack.pop();
-      if (!open || open.name !== name) {
-        throw new DomainXmlError(`XML: end tag </${name}> does not match <${open ? open.name : "(none)"}>`);
-      }
-      push(open); // to its parent (now the top of the stack), or to the roots
-    } else {
-      i++;
-      const el: XmlElement = { kind: "element", name: readName(), attrs: [], children: [] };
-      for (;;) {
-        const before = i;
-        skipWs();
-        if (xml.startsWith("/>", i)) {
-          i += 2;
-          push(el);
-          break;
-        }
-        if (xml[i] === ">") {
-          i++;
-          stack.push(el);
-          break;
-        }
-        if (i >= n) throw new DomainXmlError(`XML: unterminated start tag <${el.name}>`);
-        if (i === before) throw new DomainXmlError(`XML: expected whitespace before an attribute in <${el.name}> at offset ${i}`);
-        const an = readName();
-        skipWs();
-        if (xml[i] !== "=") throw new DomainXmlError(`XML: attribute ${an} of <${el.name}> has no value`);
-        i++;
-        skipWs();
-        const q = xml[i];
-        if (q !== '"' && q !== "'") throw new DomainXmlError(`XML: attribute ${an} of <${el.name}> is not quoted`);
-        const end = xml.indexOf(q, i + 1);
-        if (end < 0) throw new DomainXmlError(`XML: unterminated attribute ${an} of <${el.name}>`);
-        const rawVal = xml.slice(i + 1, end);
-        if (rawVal.includes("<")) throw new DomainXmlError(`XML: '<' in attribute ${an} of <${el.name}>`);
-        if (el.attrs.some(([k]) => k === an)) throw new DomainXmlError(`XML: duplicate attribute ${an} in <${el.name}>`);
-        // Attribute-value normalisation: literal whitespace characters become spaces.
-        el.attrs.push([an, decodeEntities(rawVal.replace(/[\t\n\r]/g, " "), i)]);
-        i = end + 1;
-      }
-    }
-  }
-  if (stack.length) throw new DomainXmlError(`XML: element <${stack[stack.length - 1].name}> is not closed`);
-  const elements = roots.filter((r): r is XmlElement => r.kind === "element");
-  if (elements.length !== 1) throw new DomainXmlError(`XML: expected exactly one root element, found ${elements.length}`);
-  return elements[0];
-}
-
-/** Serialise a tree. indent = "" keeps the existing whitespace (text nodes) as it is. */
-export function serializeXml(node: XmlNode, indent = "", depth = 0): string {
-  if (node.kind === "text") return escapeXmlText(node.text);
-  if (node.kind === "raw") return node.raw;
-  const attrs = node.attrs.map(([k, v]) => ` ${k}='${escapeXmlAttr(v, `attribute ${k} of <${node.name}>`)}'`).join("");
-  if (node.children.length === 0) return `<${node.name}${attrs}/>`;
-  // Pretty-print only our own structure: a foreign-namespace subtree (metadata) is written as given.
-  const foreign = node.name.includes(":") || node.attrs.some(([k]) => k === "xmlns" || k.startsWith("xmlns:"));
-  if (foreign) indent = "";
-  const onlyElements = indent !== "" && node.children.every((c) => c.kind !== "text");
-  if (onlyElements) {
-    const pad = "\n" + indent.repeat(depth + 1);
-    const inner = node.children.map((c) => pad + serializeXml(c, indent, depth + 1)).join("");
-    return `<${node.name}${attrs}>${inner}\n${indent.repeat(depth)}</${node.name}>`;
-  }
-  return `<${node.name}${attrs}>${node.children.map((c) => serializeXml(c, indent, depth + 1)).join("")}</${node.name}>`;
-}
-
-// ------------------------------------------------------------------------------------------
-// Tree helpers
-
-function el(name: string, attrs: Record<string, string | undefined> = {}, children: Array<XmlNode | string> = []): XmlElement {
-  return {
-    kind: "element",
-    name,
-    attrs: Object.entries(attrs).filter((e): e is [string, string] => e[1] !== undefined),
-    children: children.map((c) => (typeof c === "string" ? { kind: "text", text: c } : c)),
-  };
-}
-
-function childElements(parent: XmlElement, name?: string): XmlElement[] {
-  return parent.children.filter((c): c is XmlElement => c.kind === "element" && (name === undefined || c.name === name));
-}
-
-function child(parent: XmlElement, name: string): XmlElement | undefined {
-  return childElements(parent, name)[0];
-}
-
-function textOf(e: XmlElement | undefined): string | undefined {
-  if (!e) return undefined;
-  return e.children
-    .map((c) => (c.kind === "text" ? c.text : c.kind === "raw" && c.raw.startsWith("<![CDATA[") ? c.raw.slice(9, -3) : ""))
-    .join("");
-}
-
-function setText(e: XmlElement, text: string): void {
-  e.children = [{ kind: "text", text }];
-}
-
-function getAttr(e: XmlElement, name: string): string | undefined {
-  const a = e.attrs.find(([k]) => k === name);
-  return a ? a[1] : undefined;
-}
-
-function setAttr(e: XmlElement, name: string, value: string): void {
-  const a = e.attrs.find(([k]) => k === name);
-  if (a) a[1] = value;
-  else e.attrs.push([name, value]);
-}
-
-/** Remove child elements by name, with the indentation text just before each. */
-function removeChildren(parent: XmlElement, name: string): void {
-  const out: XmlNode[] = [];
-  for (const c of parent.children) {
-    if (c.kind === "element" && c.name === name) {
-      const prev = out[out.length - 1];
-      if (prev && prev.kind === "text" && prev.text.trim() === "") out.pop();
-      continue;
-    }
-    out.push(c);
-  }
-  parent.children = out;
-}
-
-/** Copy of a tree without indentation: whitespace-only text next to child elements is dropped. */
-function stripIndentation(e: XmlElement): XmlElement {
-  const hasElements = e.children.some((c) => c.kind === "element");
-  return {
-    ...e,
-    attrs: e.attrs.map(([k, v]) => [k, v] as [string, string]),
-    children: e.children
-      .filter((c) => !(hasElements && c.kind === "text" && c.text.trim() === ""))
-      .map((c) => (c.kind === "element" ? stripIndentation(c) : c)),
-  };
-}
-
-/** Insert `node` after the last existing child named one of `after` (else first), with no whitespace games. */
-function insertAfter(parent: XmlElement, node: XmlElement, after: string[]): void {
-  let idx = -1;
-  parent.children.forEach((c, k) => {
-    if (c.kind === "element" && after.includes(c.name)) idx = k;
-  });
-  parent.children.splice(idx + 1, 0, node);
-}
-
-/** Namespace URI of an element, resolving its prefix on itself and its ancestors (path = root..element). */
-function namespaceOf(path: XmlElement[]): string | undefined {
-  const e = path[path.length - 1];
-  const colon = e.name.indexOf(":");
-  const attr = colon >= 0 ? `xmlns:${e.name.slice(0, colon)}` : "xmlns";
-  for (let k = path.length - 1; k >= 0; k--) {
-    const v = getAttr(path[k], attr);
-    if (v !== undefined) return v;
-  }
-  return undefined;
+/** Parse a document whose root must be <rootName>. */
+export function parseRoot(xml: string, rootName: string): XmlElement {
+  const root = parseXml(xml);
+  if (root.name !== rootName) throw new DomainXmlError(`expected a <${rootName}> document, got <${root.name}>`);
+  return root;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -435,8 +158,7 @@ const UUID_RE = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}
  * on another host. Everything not named in `changes` is kept as it was.
  */
 export function rewriteForHost(domainXml: string, changes: RewriteChanges): string {
-  const domain = parseXml(domainXml);
-  if (domain.name !== "domain") throw new DomainXmlError(`expected a <domain> document, got <${domain.name}>`);
+  const domain = parseRoot(domainXml, "domain");
 
   if (changes.name !== undefined) {
     const nameEl = child(domain, "name");
@@ -553,56 +275,107 @@ function memoryMiBOf(e: XmlElement | undefined): number {
 }
 
 export function parseDomainXml(xml: string): ParsedDomain {
-  const domain = parseXml(xml);
-  if (domain.name !== "domain") throw new DomainXmlError(`expected a <domain> document, got <${domain.name}>`);
+  const domain = parseRoot(xml, "domain");
   const name = (textOf(child(domain, "name")) ?? "").trim();
   if (!name) throw new DomainXmlError("domain XML has no <name>");
   const vcpuEl = child(domain, "vcpu");
   const vcpus = vcpuEl ? Number(getAttr(vcpuEl, "current") ?? (textOf(vcpuEl) ?? "").trim()) : 1;
-
-  const devices = child(domain, "devices");
-  const diskPaths: string[] = [];
-  let consoleLog: string | undefined;
-  if (devices) {
-    for (const d of childElements(devices, "disk")) {
-      if ((getAttr(d, "device") ?? "disk") !== "disk") continue;
-      const s = child(d, "source");
-      const p = s && (getAttr(s, "file") ?? getAttr(s, "dev") ?? getAttr(s, "name") ?? getAttr(s, "volume"));
-      if (p) diskPaths.push(p);
-    }
-    for (const s of [...childElements(devices, "serial"), ...childElements(devices, "console")]) {
-      const f = getAttr(child(s, "log") ?? s, "file");
-      if (child(s, "log") && f) {
-        consoleLog = f;
-        break;
-      }
-    }
-  }
-
-  let metadataXml: string | undefined;
-  const metadata = child(domain, "metadata");
-  if (metadata) {
-    for (const m of childElements(metadata)) {
-      const ns = namespaceOf([domain, metadata, m]);
-      if (ns !== PV_XMLNS) continue;
-      // Make the element self-contained: declare its namespace on it if an ancestor did.
-      const colon = m.name.indexOf(":");
-      const attr = colon >= 0 ? `xmlns:${m.name.slice(0, colon)}` : "xmlns";
-      // libvirt re-indents metadata it stores: drop indentation so what we read back equals what we wrote.
-      const copy = stripIndentation(m);
-      if (getAttr(copy, attr) === undefined) copy.attrs.unshift([attr, ns]);
-      metadataXml = serializeXml(copy);
-      break;
-    }
-  }
-
+  const metadata = protectionMetadata(domain);
   return {
     name,
     uuid: (textOf(child(domain, "uuid")) ?? "").trim(),
     memoryMiB: memoryMiBOf(child(domain, "memory")),
     vcpus: Number.isFinite(vcpus) ? vcpus : 1,
-    diskPaths,
-    consoleLog,
-    metadataXml,
+    diskPaths: domainDisks(domain)
+      .filter((d) => d.device === "disk" && d.source !== undefined)
+      .map((d) => d.source as string),
+    consoleLog: consoleLogOf(domain),
+    // libvirt re-indents metadata it stores: without indentation, what we read back equals what we wrote.
+    metadataXml: metadata && serializeXml(stripIndentation(metadata)),
   };
+}
+
+// ------------------------------------------------------------------------------------------
+// Accessors over a parsed <domain> (and a <pool>)
+
+export interface DomainDisk {
+  element: XmlElement;
+  /** disk/@type: file, block, network, volume ... (default file). */
+  type: string;
+  /** disk/@device: disk, cdrom, floppy, lun (default disk). */
+  device: string;
+  /** The source: file, dev, name or volume attribute, whichever the type uses. */
+  source?: string;
+  /** target/@dev, e.g. vda. */
+  target?: string;
+  /** target/@bus, e.g. virtio. */
+  bus?: string;
+}
+
+/** Every <disk> under <devices>, in document order. */
+export function domainDisks(domain: XmlElement): DomainDisk[] {
+  const devices = child(domain, "devices");
+  if (!devices) return [];
+  return childElements(devices, "disk").map((d) => {
+    const s = child(d, "source");
+    const t = child(d, "target");
+    return {
+      element: d,
+      type: getAttr(d, "type") ?? "file",
+      device: getAttr(d, "device") ?? "disk",
+      source: s && (getAttr(s, "file") ?? getAttr(s, "dev") ?? getAttr(s, "name") ?? getAttr(s, "volume")),
+      target: t && getAttr(t, "dev"),
+      bus: t && getAttr(t, "bus"),
+    };
+  });
+}
+
+/** The first file-backed disk device (not a cdrom) with a source file and a target. */
+export function primaryFileDisk(domainXml: string): { target: string; path: string } | undefined {
+  const d = domainDisks(parseRoot(domainXml, "domain")).find((x) => x.device === "disk" && x.type === "file" && x.source && x.target);
+  return d && { target: d.target as string, path: d.source as string };
+}
+
+/** Log file of the serial console: the first serial with a <log>, else the first console with one. */
+export function consoleLogOf(domain: XmlElement): string | undefined {
+  const devices = child(domain, "devices");
+  if (!devices) return undefined;
+  for (const s of [...childElements(devices, "serial"), ...childElements(devices, "console")]) {
+    const log = child(s, "log");
+    const file = log && getAttr(log, "file");
+    if (file) return file;
+  }
+  return undefined;
+}
+
+/** The pty of the first pty-type <serial> of a running domain (its live XML), e.g. /dev/pts/3. */
+export function serialPtyPath(domainXml: string): string | undefined {
+  const devices = child(parseRoot(domainXml, "domain"), "devices");
+  const serial = devices && childElements(devices, "serial").find((s) => getAttr(s, "type") === "pty");
+  const source = serial && child(serial, "source");
+  return source && getAttr(source, "path");
+}
+
+/**
+ * The first element of <metadata> in our namespace, as a self-contained copy: its namespace is
+ * declared on itself even when the document declared it on an ancestor.
+ */
+export function protectionMetadata(domain: XmlElement): XmlElement | undefined {
+  const metadata = child(domain, "metadata");
+  if (!metadata) return undefined;
+  for (const m of childElements(metadata)) {
+    const ns = namespaceOf([domain, metadata, m]);
+    if (ns !== PV_XMLNS) continue;
+    const attr = namespaceAttr(m);
+    const self: XmlElement = { ...m, attrs: m.attrs.map(([k, v]) => [k, v] as [string, string]) };
+    if (getAttr(self, attr) === undefined) self.attrs.unshift([attr, ns]);
+    return self;
+  }
+  return undefined;
+}
+
+/** The target directory of a storage pool (<pool><target><path>), from `pool-dumpxml`. */
+export function poolTargetPath(poolXml: string): string | undefined {
+  const p = textOf(childAt(parseRoot(poolXml, "pool"), "target", "path"))?.trim();
+  return p || undefined;
 }

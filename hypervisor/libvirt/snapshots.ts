@@ -23,7 +23,7 @@ import type { SnapshotRecord, VmInfo } from "../backend";
 import { PendingSnapshot, SnapshotRepository } from "../../repository/repository";
 import { HostFiles, TransferSetting } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
-import { rewriteForHost } from "./domainXml";
+import { primaryFileDisk, rewriteForHost } from "./domainXml";
 import { defineXml, domainState, vmInfo } from "./domains";
 import { rewriteSaveImageXml } from "./saveImage";
 import { stripProtectionElement } from "./metadata";
@@ -42,9 +42,9 @@ export interface TakeSnapshotArgs {
 
 /** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
 function primaryDisk(domainXml: string): { target: string; path: string } {
-  const m = /<disk\b[^>]*device=['"]disk['"][\s\S]*?<source file=['"]([^'"]+)['"][\s\S]*?<target dev=['"]([^'"]+)['"]/.exec(domainXml);
-  if (!m) throw new Error("the domain has no file-backed disk: a snapshot needs one (lab-notes: a domain with no disk cannot take one)");
-  return { path: m[1], target: m[2] };
+  const disk = primaryFileDisk(domainXml);
+  if (!disk) throw new Error("the domain has no file-backed disk: a snapshot needs one (lab-notes: a domain with no disk cannot take one)");
+  return disk;
 }
 
 /**

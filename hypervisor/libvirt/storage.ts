@@ -4,15 +4,16 @@
  */
 import type { VirshRunner } from "./virsh";
 import { VirshError } from "./virsh";
+import { poolTargetPath } from "./domainXml";
 
 export const DEFAULT_POOL = "default";
 
 /** The target directory of a dir-type pool. */
 export async function poolDir(virsh: VirshRunner, uri: string, pool: string): Promise<string> {
   const { stdout } = await virsh.run(uri, ["pool-dumpxml", pool]);
-  const m = /<target>[\s\S]*?<path>([^<]+)<\/path>/.exec(stdout);
-  if (!m) throw new Error(`storage pool ${pool} on ${uri} has no target path (only directory pools are supported)`);
-  return m[1].trim();
+  const dir = poolTargetPath(stdout);
+  if (!dir) throw new Error(`storage pool ${pool} on ${uri} has no target path (only directory pools are supported)`);
+  return dir;
 }
 
 export async function refreshPool(virsh: VirshRunner, uri: string, pool: string): Promise<void> {

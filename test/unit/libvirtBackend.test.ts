@@ -6,6 +6,7 @@ import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
 import { SnapshotRepository } from "../../repository/repository";
 import { ScriptedVirsh } from "../support/scriptedVirsh";
 import { withPolicyDefaults } from "../../core/policy";
+import { parseDomainXml } from "../../hypervisor/libvirt/domainXml";
 
 const URI = "qemu+ssh://a.example/system";
 const B = "qemu+ssh://b.example/system";
@@ -182,8 +183,9 @@ describe("LibvirtBackend with a scripted virsh", () => {
     const protection = { version: 1 as const, backend: "libvirt" as const, primaryHost: URI, recoveryHosts: [B], policy: withPolicyDefaults({ repository: repoDir }) };
     const info = await backend.defineVm({ name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 32, pool: "pvlab" }, protection }, URI);
     expect(virsh.argsOf("vol-create-as")).toEqual([["vol-create-as", "pvlab", "vm2.qcow2", "32M", "--format", "qcow2"]]);
-    expect(definedXml).toContain(`<source file="${pool}/vm2.qcow2"`.replace(/"/g, "'")) ;
-    expect(definedXml).toContain(`${pool}/vm2.console.log`);
+    const defined = parseDomainXml(definedXml);
+    expect(defined.diskPaths).toEqual([`${pool}/vm2.qcow2`]);
+    expect(defined.consoleLog).toBe(`${pool}/vm2.console.log`);
     expect(info.protection).toEqual({ ...protection, pool: "pvlab" });
     expect(info.state).toBe("shutoff");
   });

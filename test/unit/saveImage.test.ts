@@ -3,6 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { rewriteSaveImageXml, saveImageXml } from "../../hypervisor/libvirt/saveImage";
+import { rewriteForHost } from "../../hypervisor/libvirt/domainXml";
 import { protectionElement, stripProtectionElement } from "../../hypervisor/libvirt/metadata";
 import { withPolicyDefaults } from "../../core/policy";
 
@@ -32,13 +33,13 @@ describe("save image XML", () => {
     const file = path.join(dir, "a.img");
     const stream = makeImage(file, "<domain><name>vm</name></domain>", "<cookie>cpu</cookie>");
     const before = fs.statSync(file).size;
-    rewriteSaveImageXml(file, (x) => x.replace("<name>vm</name>", "<name>vm-drill-0123456789</name>"));
-    expect(saveImageXml(file)).toBe("<domain><name>vm-drill-0123456789</name></domain>");
+    rewriteSaveImageXml(file, (x) => rewriteForHost(x, { name: "vm-drill-0123456789" }));
+    expect(saveImageXml(file)).toBe("<domain><name>vm-drill-0123456789</name></domain>\n");
     const buf = fs.readFileSync(file);
     expect(buf.length).toBe(before);
     expect(buf.subarray(buf.length - stream.length)).toEqual(stream);
     const cookieOffset = buf.readUInt32LE(32);
-    expect(cookieOffset).toBe(Buffer.byteLength("<domain><name>vm-drill-0123456789</name></domain>") + 1);
+    expect(cookieOffset).toBe(Buffer.byteLength("<domain><name>vm-drill-0123456789</name></domain>\n") + 1);
     expect(buf.toString("utf8", 92 + cookieOffset, 92 + cookieOffset + 20)).toBe("<cookie>cpu</cookie>");
   });
 
@@ -59,6 +60,6 @@ describe("save image XML", () => {
   test("a drill copy loses the protection record, nothing else", () => {
     const rec = { version: 1 as const, backend: "libvirt" as const, primaryHost: "qemu:///system", recoveryHosts: [], policy: withPolicyDefaults({ repository: "/r" }) };
     const xml = `<domain><name>c</name><metadata>${protectionElement(rec)}<other:x xmlns:other="urn:x">keep</other:x></metadata></domain>`;
-    expect(stripProtectionElement(xml)).toBe(`<domain><name>c</name><metadata><other:x xmlns:other="urn:x">keep</other:x></metadata></domain>`);
+    expect(stripProtectionElement(xml)).toBe(`<domain><name>c</name><metadata><other:x xmlns:other='urn:x'>keep</other:x></metadata></domain>\n`);
   });
 });
