@@ -12,7 +12,7 @@
  * needed for preview). Stack config `protected-vm:warmRecovery`: VMs that need warm recovery.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM } from "../..";
+import { ProtectedVM } from "../../index";
 
 export async function program() {
   const cfg = new pulumi.Config();

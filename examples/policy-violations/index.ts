@@ -15,7 +15,7 @@
  * (default /var/lib/libvirt/pv-snapshots). Stack config: protected-vm:warmRecovery='["pv-cold-db"]'.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM } from "../..";
+import { ProtectedVM } from "../../index";
 import { Domain } from "../../pulumi/providers/domain";
 
 export async function program() {

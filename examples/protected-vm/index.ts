@@ -10,7 +10,7 @@
  * CloudStack: endpoint, apiKey (secret), secretKey (secret), zoneId, serviceOfferingId, templateId.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM, ProtectedVMArgs } from "../..";
+import { ProtectedVM, ProtectedVMArgs } from "../../index";
 
 export async function program() {
   const cfg = new pulumi.Config();
