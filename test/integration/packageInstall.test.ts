@@ -144,7 +144,10 @@ test("the tarball holds the build, the declarations and the policy pack, and no 
     "pulumi/policy/pack/protected-vm-policy",
   ])
     expect(files).toContain(f);
-  expect(files.filter((f) => /^(test|\.cache|\.lab|\.pulumi-state|node_modules|lab|bench)\//.test(f) || /\.test\.|\.map$/.test(f))).toEqual([]);
+  // Only the layers' compiled code, the policy pack and the Pulumi bootstrap: no tests, caches,
+  // lab, bench, examples, source maps or stale build output of an earlier layout.
+  const shipped = /^(README\.md|package\.json|dist\/index\.(js|d\.ts)|dist\/(core|lib|hypervisor|repository|ops|pulumi|cli|provider)\/.*\.(js|d\.ts)|pulumi\/policy\/pack\/(PulumiPolicy\.yaml|package\.json|protected-vm-policy)|scripts\/(bootstrap-pulumi\.sh|pulumi-version|pulumi-build\/.*))$/;
+  expect(files.filter((f) => !shipped.test(f))).toEqual([]);
   // TypeScript sources stay in the repository; declarations ship.
   expect(files.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([]);
 });
