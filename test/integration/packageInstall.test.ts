@@ -33,7 +33,7 @@ const USER_PROGRAM = `
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { ProtectedVM, recover, runDrill, createBackend, Scheduler, policyPackPath, PolicyValidationError } from "protected-vm";
+import { ProtectedVM, recover, runDrill, createBackend, Scheduler, policyPackPath, PolicyValidationError, RecoveryRefused, RefusedError, exitCodeOf } from "protected-vm";
 import type { ProtectedVMArgs, SnapshotPolicy } from "protected-vm";
 
 const registered: { type: string; name: string; inputs: Record<string, unknown> }[] = [];
@@ -99,6 +99,7 @@ async function main() {
     badPolicy,
     badPolicyIsValidationError,
     exported: { recover: typeof recover, runDrill: typeof runDrill, createBackend: typeof createBackend, Scheduler: typeof Scheduler },
+    refusal: (() => { const e = new RecoveryRefused("no snapshot"); return { isRefusedError: e instanceof RefusedError, exitCode: exitCodeOf(e) }; })(),
     policyPackPath,
     policyPackExists: fs.existsSync(policyPackPath),
     policyPackExecutable: (() => { try { fs.accessSync(policyPackPath, fs.constants.X_OK); return true; } catch { return false; } })(),
@@ -200,6 +201,8 @@ test("a user's TypeScript program imports protected-vm by name, compiles strictl
   expect(result.badPolicy).toContain("snapshotPolicy.keepLast:");
 
   expect(result.exported).toEqual({ recover: "function", runDrill: "function", createBackend: "function", Scheduler: "function" });
+  // A refused recovery is the shared refusal error, exit code 3 as the README promises.
+  expect(result.refusal).toEqual({ isRefusedError: true, exitCode: 3 });
   expect(result.policyPackPath).toBe(path.join(fs.realpathSync(app), "node_modules", "protected-vm", "pulumi", "policy", "pack", "protected-vm-policy"));
   expect(result.policyPackExists).toBe(true);
   expect(result.policyPackExecutable).toBe(true);
