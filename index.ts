@@ -27,6 +27,9 @@ export {
 export type { ProtectionInput, ProtectionRecord, SnapshotPolicy, SnapshotPolicyInput, ValidationError } from "./core/policy";
 export { nextIntervalSeconds } from "./core/interval";
 export { snapshotsToDelete } from "./core/retention";
+// Refusals (exit code 3) look the same on every backend.
+export { EXIT, RefusedError, exitCodeOf } from "./core/errors";
+export type { ExitCode } from "./core/errors";
 
 // Hypervisors
 export type { Backend } from "./hypervisor/backend";
@@ -37,8 +40,8 @@ export { LibvirtBackend } from "./hypervisor/libvirt/backend";
 // Operations
 export { recover, selectSnapshot, RecoveryRefused } from "./ops/recover";
 export type { RecoverOptions, RecoveryEvent, RecoveryReport, RecoveryStep } from "./ops/recover";
-export { runDrill, cleanupDrills, formatDrillReport } from "./ops/drill";
-export type { DrillOptions, DrillReport, CleanupOptions, CleanupReport } from "./ops/drill";
+export { runDrill, cleanupDrills, formatDrillReport, DrillRefused } from "./ops/drill";
+export type { DrillOptions, DrillReport, DrillCheck, GuestProbe, CleanupOptions, CleanupReport } from "./ops/drill";
 export { Scheduler } from "./ops/scheduler";
 export type { SchedulerOptions, SchedulerEvent, VmStatus } from "./ops/scheduler";
 export { pruneSnapshots } from "./ops/prune";

@@ -4,8 +4,7 @@
  * file backend. Used by the README's main job, by CI and by the integration tests.
  */
 import * as path from "path";
-import { ConfigMap } from "@pulumi/pulumi/automation";
-import { openStack } from "../pulumi/automation/stack";
+import { openStack, type ConfigMap } from "../pulumi/automation/stack";
 import { ParsedArgs, UsageError, boolFlag, flag, flagList } from "./args";
 
 /** The parts of an update summary a user reads: result and resource change counts. */

@@ -39,6 +39,11 @@ export interface Backend {
   takeSnapshot(vm: VmRef, opts: SnapshotOptions): Promise<SnapshotRecord>;
   /** All snapshots of the VM, newest first, complete or not. */
   listSnapshots(vmName: string, repository: string): Promise<SnapshotRecord[]>;
+  /**
+   * Names of the VMs that have snapshots in repository (drill cleanup looks for drill copies'
+   * snapshots by name). Only backends whose repository is a store of ours implement it.
+   */
+  listRepositoryVms?(repository: string): Promise<string[]>;
   deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void>;
   /** Re-check a snapshot's checksums; false when anything is missing or corrupt. */
   verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean>;

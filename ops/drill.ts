@@ -355,9 +355,8 @@ export async function cleanupDrills(backend: Backend, vm: string, opts: CleanupO
         removed.add(n);
       }
     }
-    if (opts.repository && backend.kind === "libvirt") {
-      const { SnapshotRepository } = await import("../repository/repository");
-      const names = await new SnapshotRepository(opts.repository).listVms().catch(() => [] as string[]);
+    if (opts.repository && backend.listRepositoryVms) {
+      const names = await backend.listRepositoryVms(opts.repository).catch(() => [] as string[]);
       for (const n of names.filter(want)) {
         for (const s of await backend.listSnapshots(n, opts.repository)) {
           await backend.deleteSnapshot(s, opts.repository);

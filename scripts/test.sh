@@ -19,6 +19,8 @@ step() { # name, command...; prints how long it took and returns its status
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm ci" npm ci --no-audit --no-fund
 fi
+# The direction of imports between the layers (.dependency-cruiser.js): fails before anything slow.
+step "import rules (dependency-cruiser)" npm run --silent check:imports
 step "pulumi toolchain (built from Go modules on first run, cached after)" bash scripts/bootstrap-pulumi.sh
 step "lab: two libvirt hosts and the test guest" bash lab/lab.sh up
 # Leave no lab process behind, whatever happens below.

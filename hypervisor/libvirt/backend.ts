@@ -121,6 +121,10 @@ export class LibvirtBackend implements Backend {
     return new SnapshotRepository(repository).list(vmName);
   }
 
+  async listRepositoryVms(repository: string): Promise<string[]> {
+    return new SnapshotRepository(repository).listVms();
+  }
+
   async deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void> {
     const repo = new SnapshotRepository(repository);
     await repo.delete(snapshot.vm, snapshot.id);

@@ -7,6 +7,9 @@ import * as path from "path";
 import { LocalWorkspace, PulumiCommand, Stack, PulumiFn, ConfigMap } from "@pulumi/pulumi/automation";
 import { PACKAGE_ROOT, pulumiEnv } from "./pulumiEnv";
 
+// The CLI builds stack config without importing @pulumi/* itself (only pulumi/ does).
+export type { ConfigMap };
+
 export interface OpenStackArgs {
   projectName: string;
   stackName: string;
