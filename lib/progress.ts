@@ -61,6 +61,7 @@ export function progress(opts: ProgressOptions): Progress {
     stop() {
       if (stopped) return;
       stopped = true;
+      bars.update(); // writes log lines still buffered for the next redraw
       bars.stop();
     },
   };
