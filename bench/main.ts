@@ -23,6 +23,7 @@ import { Recorder, parseCsv } from "./results";
 import { writeReport, RunMeta } from "./report";
 import { runTakeRestore } from "./takeRestore";
 import { TICK_MS } from "./guest";
+import { progress } from "../lib/progress";
 
 const SECTIONS = ["take-restore", "recovery", "overhead", "pause"] as const;
 type Section = (typeof SECTIONS)[number];
@@ -72,9 +73,11 @@ export async function main(argv = process.argv.slice(2)): Promise<string> {
   const started = new Date();
   const out = path.resolve(args.out ?? path.join(repoRoot(), "bench-results", `${stamp(started)}-${args.mode}`));
   fs.mkdirSync(out, { recursive: true });
+  // A section bar on stderr when it is a terminal; the log lines print above it (else plain, as before).
+  const bar = progress({ title: `bench ${args.mode}`, total: args.only.length, plain: (line) => console.log(line) });
   const log = (msg: string) => {
     const line = `[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)} s] ${msg}`;
-    console.log(line);
+    bar.log(line);
     fs.appendFileSync(path.join(out, "bench.log"), line + "\n");
   };
   const rec = new Recorder(path.join(out, "results.csv"));
@@ -98,7 +101,8 @@ export async function main(argv = process.argv.slice(2)): Promise<string> {
     rec.add({ section, variant: "ours", memMiB, loadPct, metric: "guest_pause", value: g.tap.longestTickGap(e.calledAt, e.returnedAt).gapMs, unit: "ms" });
   };
   try {
-    for (const s of args.only) {
+    for (const [i, s] of args.only.entries()) {
+      bar.step(i, s);
       const t0 = Date.now();
       try {
         if (s === "take-restore") await runTakeRestore(ctx, cfg.takeRestore);
@@ -116,6 +120,7 @@ export async function main(argv = process.argv.slice(2)): Promise<string> {
       }
     }
   } finally {
+    bar.stop();
     await cleanupAll(lab, backend.virsh);
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);

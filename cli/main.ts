@@ -1,42 +1,67 @@
 #!/usr/bin/env node
 /**
- * protected-vm CLI. Subcommands reuse the same modules as the component and the scheduler.
+ * protected-vm CLI (commander). Every command and subcommand has --help.
+ *
  *   stack <op>   run a program module as a Pulumi stack (local file backend)
  *   scheduler    snapshot every protected VM on its policy, prune, report RPO
  *   recover VM   resume a VM on a recovery host from its newest complete snapshot
- * Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused (e.g. split brain).
+ *   drill VM     restore a copy under another name, check it, remove it (--cleanup: sweep leftovers)
+ *
+ * Adding a command (e.g. `repository check`, `agent`, `manager`):
+ *   1. Write cli/<name>Command.ts exporting `register(program: Command, ctx: CliContext): void`.
+ *      In it: `program.command("<name>")` with `.summary()`, `.description()`, `.argument()` and
+ *      `.option()`s (commander gives it --help and rejects unknown or missing options with exit 2);
+ *      `addBackendOptions(cmd)` (cli/backendOptions.ts) for --backend/--pool/--hosts; and
+ *      `.action(runAction(ctx, "<name>", async (...args, opts) => ({ code, text?, value? })))`
+ *      (cli/program.ts). runAction prints `text`/`value` on stdout and maps a thrown error to its
+ *      exit code (core/errors.ts), so refusals exit 3 on every backend. Build backends with
+ *      `backendFrom(ctx, opts)` (tests inject a fake through ctx.createBackend); write progress to
+ *      ctx.stderr (cli/log.ts: stepReporter, pino JSON lines) and results to ctx.stdout.
+ *   2. Add one line to COMMANDS below.
+ *
+ * Exit codes, the same for every backend (core/errors.ts EXIT): 0 done, 1 failed, 2 usage
+ * (commander's parse errors included), 3 refused (e.g. split brain: nothing was changed),
+ * 4 a drill check failed.
  */
-import { parseArgs, UsageError, boolFlag } from "./args";
-import { stackCommand } from "./stackCommand";
-import { schedulerCommand } from "./schedulerCommand";
-import { recoverCommand } from "./recoverCommand";
-import { drillCommand } from "./drillCommand";
+import { Command, CommanderError } from "commander";
+import { EXIT } from "../core/errors";
+import { CliContext, exitCodeOfCommanderError, processContext } from "./program";
+import * as stack from "./stackCommand";
+import * as scheduler from "./schedulerCommand";
+import * as recoverCommand from "./recoverCommand";
+import * as drill from "./drillCommand";
 
-type Command = (args: ReturnType<typeof parseArgs>) => Promise<unknown>;
+type Register = (program: Command, ctx: CliContext) => void;
 
-const commands: Record<string, Command> = {
-  stack: stackCommand,
-  scheduler: schedulerCommand,
-  recover: recoverCommand,
-  drill: drillCommand,
-};
+/** Every command, in the order `--help` lists them. One line per command. */
+const COMMANDS: Register[] = [stack.register, scheduler.register, recoverCommand.register, drill.register];
 
-export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ["json", "force", "once", "quiet", "diff", "keep"]);
-  const name = args.positionals[0];
-  const json = boolFlag(args, "json");
+/** The whole command tree, writing to ctx's streams and throwing instead of exiting. */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command("protected-vm")
+    .description("Fault tolerance for libvirt/KVM and CloudStack VMs by repeated memory+disk snapshots.")
+    .addHelpText("after", "\nExit codes: 0 done, 1 failed, 2 usage, 3 refused (nothing changed), 4 drill check failed.")
+    // Inherited by every command registered after this: throw CommanderError (mapped to exit 2)
+    // instead of process.exit(1), write to ctx's streams, reject extra arguments.
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => void ctx.stdout.write(s), writeErr: (s) => void ctx.stderr.write(s) })
+    .showHelpAfterError("(add --help for usage)")
+    .allowExcessArguments(false);
+  for (const register of COMMANDS) register(program, ctx);
+  return program;
+}
+
+/** Runs the CLI on argv (without node and script) and returns the exit code. */
+export async function main(argv: string[], ctx: CliContext = processContext()): Promise<number> {
+  const program = buildProgram(ctx);
   try {
-    const command = name ? commands[name] : undefined;
-    if (!command) throw new UsageError(`usage: protected-vm <${Object.keys(commands).join("|")}> ...`);
-    const result = await command(args);
-    if (result !== undefined) process.stdout.write((json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + "\n");
-    return 0;
+    await program.parseAsync(argv, { from: "user" });
+    return ctx.exitCode;
   } catch (e) {
-    const err = e as Error & { exitCode?: number };
-    const code = err instanceof UsageError ? err.exitCode : (err.exitCode ?? 1);
-    if (json) process.stdout.write(JSON.stringify({ ok: false, error: err.message }) + "\n");
-    process.stderr.write(`protected-vm ${name ?? ""}: ${err.message}\n`);
-    return code;
+    if (e instanceof CommanderError) return exitCodeOfCommanderError(e);
+    // runAction catches a command's own errors; this is a bug in the CLI itself.
+    ctx.stderr.write(`protected-vm: ${(e as Error).stack ?? e}\n`);
+    return EXIT.failed;
   }
 }
 

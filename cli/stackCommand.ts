@@ -1,11 +1,14 @@
 /**
- * `protected-vm stack <up|preview|refresh|destroy> --program <module> --stack <name>`:
+ * `protected-vm stack <up|preview|refresh|destroy|outputs|resources> --program <module> --stack <name>`:
  * runs a program module (exporting `program`) as an inline Pulumi program against the local
  * file backend. Used by the README's main job, by CI and by the integration tests.
+ * Pulumi's own progress goes to stderr (unless --quiet); the summary, as JSON, to stdout.
  */
 import * as path from "path";
+import { Command } from "commander";
 import { openStack, type ConfigMap } from "../pulumi/automation/stack";
-import { ParsedArgs, UsageError, boolFlag, flag, flagList } from "./args";
+import { EXIT } from "../core/errors";
+import { CliContext, UsageError, collectList, collectRaw, runAction } from "./program";
 
 /** The parts of an update summary a user reads: result and resource change counts. */
 function brief(summary: { result?: string; resourceChanges?: Record<string, number> }) {
@@ -35,46 +38,55 @@ function redactSecrets(v: unknown): unknown {
   return v;
 }
 
-function configFrom(args: ParsedArgs): ConfigMap {
+function configFrom(opts: StackOptions): ConfigMap {
   const cfg: ConfigMap = {};
-  for (const [key, secret] of [["config", false], ["secret", true]] as const) {
-    for (const kv of args.flags.get(key) ?? []) {
+  for (const [key, secret, values] of [["config", false, opts.config], ["secret", true, opts.secret]] as const) {
+    for (const kv of values ?? []) {
       const i = kv.indexOf("=");
-      if (i <= 0) throw new UsageError(`--${key} takes key=value, got ${JSON.stringify(kv)}`);
+      if (i <= 0) throw new UsageError(`--${key} takes key=value, got ${secret ? "a value without =" : JSON.stringify(kv)}`);
       cfg[kv.slice(0, i)] = { value: kv.slice(i + 1), secret };
     }
   }
   return cfg;
 }
 
-export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
-  const op = args.positionals[1];
-  const programPath = flag(args, "program");
-  const stackName = flag(args, "stack") ?? "dev";
-  if (!op || !["up", "preview", "refresh", "destroy", "outputs", "resources"].includes(op)) {
-    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs|resources> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret k=v] [--policy-pack DIR]");
-  }
-  if (!programPath) throw new UsageError("--program <module.js> is required (a module exporting `program`)");
-  const mod = require(path.resolve(programPath));
+export type StackOperation = "up" | "preview" | "refresh" | "destroy" | "outputs" | "resources";
+
+interface StackOptions {
+  program: string;
+  stack: string;
+  project?: string;
+  config?: string[];
+  secret?: string[];
+  policyPack?: string[];
+  quiet?: boolean;
+  diff?: boolean;
+  json?: boolean;
+}
+
+const plainOutputs = (outs: Record<string, { value: unknown; secret: boolean }>) =>
+  Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+
+export async function runStack(op: StackOperation, opts: StackOptions, stderr: CliContext["stderr"]): Promise<StackRunResult> {
+  const mod = require(path.resolve(opts.program));
   const program = mod.program ?? mod.default;
-  if (typeof program !== "function") throw new UsageError(`${programPath} exports no \`program\` function`);
-  const projectName = flag(args, "project") ?? path.basename(path.dirname(path.resolve(programPath)));
-  const stack = await openStack({ projectName, stackName, program, config: configFrom(args) });
-  const policyPacks = flagList(args, "policy-pack").map((p) => path.resolve(p));
-  const onOutput = boolFlag(args, "quiet") ? undefined : (s: string) => process.stderr.write(s);
-  const result: StackRunResult = { operation: op, stack: stackName };
+  if (typeof program !== "function") throw new UsageError(`--program ${opts.program} exports no \`program\` function`);
+  const projectName = opts.project ?? path.basename(path.dirname(path.resolve(opts.program)));
+  const stack = await openStack({ projectName, stackName: opts.stack, program, config: configFrom(opts) });
+  const policyPacks = (opts.policyPack ?? []).map((p) => path.resolve(p));
+  const onOutput = opts.quiet ? undefined : (s: string) => void stderr.write(s);
+  const result: StackRunResult = { operation: op, stack: opts.stack };
   if (op === "up") {
     const r = await stack.up({ onOutput, policyPacks });
     result.summary = brief(r.summary);
-    result.outputs = Object.fromEntries(Object.entries(r.outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+    result.outputs = plainOutputs(r.outputs);
   } else if (op === "preview") {
-    const r = await stack.preview({ onOutput, policyPacks, diff: boolFlag(args, "diff") });
+    const r = await stack.preview({ onOutput, policyPacks, diff: !!opts.diff });
     result.changeSummary = r.changeSummary as Record<string, number>;
   } else if (op === "refresh") {
     const r = await stack.refresh({ onOutput });
     result.summary = brief(r.summary);
-    const outs = await stack.outputs();
-    result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+    result.outputs = plainOutputs(await stack.outputs());
   } else if (op === "destroy") {
     const r = await stack.destroy({ onOutput });
     result.summary = brief(r.summary);
@@ -83,8 +95,39 @@ export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
     const deployment = await stack.exportStack();
     result.resources = (deployment.deployment.resources ?? []).map((r: any) => ({ urn: r.urn, type: r.type, id: r.id, outputs: redactSecrets(r.outputs ?? {}) }));
   } else {
-    const outs = await stack.outputs();
-    result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
+    result.outputs = plainOutputs(await stack.outputs());
   }
   return result;
+}
+
+const OPERATIONS: Array<{ op: StackOperation; summary: string; policy?: boolean; diff?: boolean }> = [
+  { op: "up", summary: "create or update the stack's resources", policy: true },
+  { op: "preview", summary: "show what up would change (validation errors name the field)", policy: true, diff: true },
+  { op: "refresh", summary: "read the real state of every resource into the stack" },
+  { op: "destroy", summary: "delete the stack's resources" },
+  { op: "outputs", summary: "print the stack's outputs (secrets as [secret])" },
+  { op: "resources", summary: "print what the state records for each resource (secrets as [secret])" },
+];
+
+export function register(program: Command, ctx: CliContext): void {
+  const stack = program
+    .command("stack")
+    .summary("run a program module as a Pulumi stack (local file backend)")
+    .description("Run a program module (exporting `program`) as an inline Pulumi program against the local file backend.");
+  for (const { op, summary, policy, diff } of OPERATIONS) {
+    const sub = stack
+      .command(op)
+      .summary(summary)
+      .description(`${summary}. The result is JSON on stdout; Pulumi's progress on stderr.`)
+      .requiredOption("--program <module.js>", "compiled module exporting `program` (or a default export)")
+      .option("--stack <name>", "stack name", "dev")
+      .option("--project <name>", "project name (default: the module's directory name)")
+      .option("--config <key=value>", "stack config value (repeatable)", collectRaw)
+      .option("--secret <key=value>", "stack config value stored as a Pulumi secret (repeatable)", collectRaw)
+      .option("--quiet", "do not stream Pulumi's progress to stderr")
+      .option("--json", "print the result as one JSON line");
+    if (policy) sub.option("--policy-pack <dir>", "run this policy pack (repeatable)", collectList);
+    if (diff) sub.option("--diff", "show a detailed diff");
+    sub.action(runAction(ctx, `stack ${op}`, async (opts: StackOptions) => ({ code: EXIT.ok, value: await runStack(op, opts, ctx.stderr) })));
+  }
 }

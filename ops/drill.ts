@@ -19,6 +19,7 @@ import type { HostRef, VmInfo } from "../core/model";
 import { DOMAIN_NAME_PATTERN } from "../core/policy";
 import { recover, RecoveryEvent, RecoveryRefused, RecoveryReport, selectSnapshot } from "./recover";
 import { pidAlive } from "../lib/pid";
+import { RefusedError } from "../core/errors";
 
 export const DRILL_INFIX = "-drill-";
 
@@ -197,7 +198,9 @@ export async function runDrill(backend: Backend, vm: string, opts: DrillOptions)
   const stateDir = opts.stateDir ?? defaultStateDir();
   writeJournal(stateDir, { vm, drillName: name, host: target, hosts: opts.hosts, repository: opts.repository, pid: process.pid, machine: os.hostname(), startedAt: report.startedAt });
   let rec: RecoveryReport | undefined;
-  let refused: RecoveryRefused | undefined;
+  // A refusal from recover() or from the backend itself (CloudStack: target host not usable,
+  // a second copy would run...) is a refusal of the drill (exit 3), not a failed restore (4).
+  let refused: RefusedError | undefined;
   try {
     rec = await recover(backend, vm, {
       repository: opts.repository,
@@ -217,7 +220,7 @@ export async function runDrill(backend: Backend, vm: string, opts: DrillOptions)
       checks.push({ name: "guest-progress", ok: g.ok, detail: g.detail });
     }
   } catch (e) {
-    if (e instanceof RecoveryRefused) refused = e;
+    if (e instanceof RefusedError) refused = e;
     else {
       // The restore itself failed (or the copy did not stay up): exactly what a drill is for.
       report.error = (e as Error).message;

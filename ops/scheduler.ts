@@ -3,7 +3,8 @@
  * watches (from the record stored in each VM), and for each runs the paper's loop -
  *   read CPU usage -> pick the interval (short when idle, long when busy) -> wait ->
  *   snapshot (memory + disk, committed to the repository) -> apply retention -> again.
- * It logs one structured JSON line per event and can write an RPO status file for monitoring.
+ * It reports one structured event per step to an injected sink (the CLI writes each as a JSON
+ * line through pino) and can write an RPO status file for monitoring.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -21,12 +22,15 @@ export interface SchedulerEvent {
   [key: string]: unknown;
 }
 
+/** Where the scheduler's events go (the CLI: one JSON line each, cli/log.ts; bench: an array). */
+export type SchedulerEventSink = (e: SchedulerEvent) => void;
+
 export interface SchedulerOptions {
   backend: Backend;
   /** Hosts to watch; a protected VM is found on whichever of them runs it. */
   hosts: HostRef[];
-  /** Where a line per event goes; default: JSON on stdout. */
-  log?: (e: SchedulerEvent) => void;
+  /** Where each event goes; default: nowhere (ops/ does no output of its own). */
+  log?: SchedulerEventSink;
   /** CPU sample length, ms. Default 1000. */
   cpuSampleMs?: number;
   /** How often to look for new or moved VMs, ms. Default 15000. */
@@ -66,10 +70,10 @@ export class Scheduler {
   private stopped = false;
   private snapshotsTaken = 0;
   private lastDiscovery = 0;
-  private readonly log: (e: SchedulerEvent) => void;
+  private readonly log: SchedulerEventSink;
 
   constructor(private readonly opts: SchedulerOptions) {
-    this.log = opts.log ?? ((e) => process.stdout.write(JSON.stringify(e) + "\n"));
+    this.log = opts.log ?? (() => undefined);
   }
 
   stop(): void {
