@@ -43,7 +43,7 @@ export type { RecoverOptions, RecoveryEvent, RecoveryReport, RecoveryStep } from
 export { runDrill, cleanupDrills, formatDrillReport, DrillRefused } from "./ops/drill";
 export type { DrillOptions, DrillReport, DrillCheck, GuestProbe, CleanupOptions, CleanupReport } from "./ops/drill";
 export { Scheduler } from "./ops/scheduler";
-export type { SchedulerOptions, SchedulerEvent, VmStatus } from "./ops/scheduler";
+export type { SchedulerOptions, SchedulerEvent, SchedulerEventSink, VmStatus } from "./ops/scheduler";
 export { pruneSnapshots } from "./ops/prune";
 
 /**
