@@ -4,6 +4,7 @@
  *   stack <op>   run a program module as a Pulumi stack (local file backend)
  *   scheduler    snapshot every protected VM on its policy, prune, report RPO
  *   recover VM   resume a VM on a recovery host from its newest complete snapshot
+ *   repository check   check (and --repair) a snapshot repository (cli/repositoryCommand.ts)
  * Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused (e.g. split brain).
  */
 import { parseArgs, UsageError, boolFlag } from "./args";
@@ -11,6 +12,7 @@ import { stackCommand } from "./stackCommand";
 import { schedulerCommand } from "./schedulerCommand";
 import { recoverCommand } from "./recoverCommand";
 import { drillCommand } from "./drillCommand";
+import { repositoryCommand } from "./repositoryCommand";
 
 type Command = (args: ReturnType<typeof parseArgs>) => Promise<unknown>;
 
@@ -22,6 +24,11 @@ const commands: Record<string, Command> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
+  // Returns its own exit code (1 = damage found), so it bypasses the generic dispatch below.
+  if (argv[0] === "repository") {
+    const a = parseArgs(argv, ["json", "repair", "read-data"]);
+    return repositoryCommand({ sub: a.positionals[1], flags: a.flags });
+  }
   const args = parseArgs(argv, ["json", "force", "once", "quiet", "diff", "keep"]);
   const name = args.positionals[0];
   const json = boolFlag(args, "json");
