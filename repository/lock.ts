@@ -141,6 +141,23 @@ export class LockManager {
     }
   }
 
+  /** Remove stale owner locks (holder dead) so they do not linger as debris; returns how many. */
+  async clearStaleOwners(): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return 0;
+      throw e;
+    }
+    let cleared = 0;
+    for (const n of names) {
+      if (!/^owner-.*\.lock$/.test(n)) continue;
+      if (!(await this.checkLive(join(this.dir, n)))) cleared++;
+    }
+    return cleared;
+  }
+
   /** Lock files that are not stale (for reporting). */
   async holders(): Promise<LockInfo[]> {
     const ex = await this.liveExclusive();

@@ -229,13 +229,14 @@ export class SnapshotRepository {
     assertVmName(vm);
     if (typeof meta.host !== "string") throw new Error("begin: meta.host is required");
     await this.ready();
-    const startedAt = meta.startedAt ?? new Date();
-    const createdAt = meta.createdAt === undefined ? new Date() : new Date(meta.createdAt);
-    if (Number.isNaN(createdAt.getTime())) throw new Error(`begin: bad createdAt ${String(meta.createdAt)}`);
-    const id = newSnapshotId(createdAt);
+    if (meta.createdAt !== undefined && Number.isNaN(new Date(meta.createdAt).getTime())) throw new Error(`begin: bad createdAt ${String(meta.createdAt)}`);
     const ownLease = meta.writer === undefined;
     if (meta.writer && meta.writer.vm !== vm) throw new Error(`begin: the writer lease is for ${meta.writer.vm}, not ${vm}`);
-    const lease = meta.writer ?? (await this.writers.acquire(vm, `snapshot ${vm}/${id}`, { waitMs: this.opts.writerWaitMs }));
+    const lease = meta.writer ?? (await this.writers.acquire(vm, `snapshot of ${vm} (pid ${process.pid})`, { waitMs: this.opts.writerWaitMs }));
+    // Times are taken once we are the writer (a begin that waited captures the later moment).
+    const startedAt = meta.startedAt ?? new Date();
+    const createdAt = meta.createdAt === undefined ? new Date() : new Date(meta.createdAt);
+    const id = newSnapshotId(createdAt);
     let lock: LockHandle;
     try {
       lock = await this.locks.acquireShared(`snapshot ${vm}/${id}`, { waitMs: this.opts.lockWaitMs });
@@ -577,6 +578,7 @@ export class SnapshotRepository {
       if (!opts.dryRun) {
         const vms = new Set((await this.vmDirNames()).map((vm) => this.vmDir(vm)));
         for (const dir of vms) result.staleMarkersRemoved.push(...(await removeDeadPendingMarkers(dir, this.writerContext())));
+        await this.locks.clearStaleOwners();
       }
       for (const d of damaged) this.warn(`gc skipped a damaged manifest: ${d.path}: ${d.problem}`);
       return result;
