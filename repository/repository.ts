@@ -262,8 +262,13 @@ export class SnapshotRepository {
         pid: process.pid,
         hostname: hostname(),
       };
-      await writeFileSynced(join(dir, id + PENDING_SUFFIX), JSON.stringify(marker, null, 2) + "\n", "wx");
-      await fsyncDir(dir);
+      const markerText = JSON.stringify(marker, null, 2) + "\n";
+      try {
+        await writeFileSynced(join(dir, id + PENDING_SUFFIX), markerText, "wx");
+        await fsyncDir(dir);
+      } catch (e) {
+        throw await asRepositoryFull(e, this.root, Buffer.byteLength(markerText), `pending marker of ${vm}/${id}`);
+      }
       return new PendingSnapshot(this, marker, lock, startedAt, ownLease ? lease : undefined);
     } catch (e) {
       await lock.release();

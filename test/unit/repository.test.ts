@@ -254,6 +254,7 @@ describe("SnapshotRepository", () => {
     await expect(p.commit()).rejects.toThrow(/failed addFile/); // never commit a snapshot missing a file
     await p.abort();
     expect(await repo.list("vm1")).toEqual([]);
+    expect(storedChunksOrEmpty(repo.root).size).toBe(0); // the failed snapshot's chunks went with it
   });
 
   test("delete + gc removes exactly the chunks no remaining manifest references", async () => {

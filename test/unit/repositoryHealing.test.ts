@@ -277,6 +277,33 @@ describe("one writer per VM", () => {
   });
 });
 
+describe("a failed snapshot removes the chunks only it wrote", () => {
+  test("but never a chunk another snapshot in progress deduplicated against: those are left for gc", async () => {
+    const repo = new SnapshotRepository(join(work, "repo"));
+    const kept = await snapshot(repo, "vm0", { memory: writeTemp("k", pseudoRandom(2 * MiB, "kept")) });
+    const file = writeTemp("x", pseudoRandom(3 * MiB, "x"));
+    const a = await repo.begin("vm1", { host: "h", includesMemory: true });
+    await a.addFile("memory", file); // creates the chunks
+    const b = await repo.begin("vm2", { host: "h", includesMemory: true });
+    await b.addFile("memory", file); // deduplicates against a's new chunks
+    const r = await a.abort();
+    expect(r).toMatchObject({ chunksRemoved: 0 });
+    expect(r.chunksLeftForGc).toBeGreaterThan(0);
+    const rb = await b.commit();
+    expect((await repo.verify("vm2", rb.id)).ok).toBe(true);
+
+    // Alone, an aborted snapshot's own chunks go at once; shared ones stay.
+    const c = await repo.begin("vm3", { host: "h", includesMemory: true });
+    await c.addFile("memory", writeTemp("y", Buffer.concat([pseudoRandom(2 * MiB, "kept"), pseudoRandom(2 * MiB, "y")])));
+    const before = storedChunks(repo.root).length;
+    const rc = await c.abort();
+    expect(rc.chunksRemoved).toBeGreaterThan(0);
+    expect(storedChunks(repo.root).length).toBe(before - rc.chunksRemoved);
+    expect(new Set(storedChunks(repo.root))).toEqual(new Set([...chunksOf(kept.location), ...chunksOf(rb.location)]));
+    expect((await repo.verify("vm0", kept.id)).ok).toBe(true);
+  });
+});
+
 const isRoot = process.getuid?.() === 0;
 
 (isRoot ? describe : describe.skip)("a full repository filesystem (8 MiB tmpfs)", () => {
