@@ -34,7 +34,7 @@ export class VmWriterBusyError extends RefusedError {
   constructor(readonly vm: string, readonly holder: VmWriterHolder, where: string) {
     super(
       `another snapshot writer holds VM ${vm}: "${holder.purpose}", pid ${holder.pid} on ${holder.hostname} since ${holder.since} ` +
-        `(lock in ${where}; taken over automatically once that process is gone)`,
+        `(lock in ${where}; taken over automatically once that process is gone, or once its heartbeat has stopped for the stale period)`,
     );
     this.name = "VmWriterBusyError";
   }
