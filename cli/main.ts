@@ -6,6 +6,7 @@
  *   scheduler    snapshot every protected VM on its policy, prune, report RPO
  *   recover VM   resume a VM on a recovery host from its newest complete snapshot
  *   drill VM     restore a copy under another name, check it, remove it (--cleanup: sweep leftovers)
+ *   repository check   check (and --repair) a snapshot repository
  *
  * Adding a command (e.g. `repository check`, `agent`, `manager`):
  *   1. Write cli/<name>Command.ts exporting `register(program: Command, ctx: CliContext): void`.
@@ -30,11 +31,12 @@ import * as stack from "./stackCommand";
 import * as scheduler from "./schedulerCommand";
 import * as recoverCommand from "./recoverCommand";
 import * as drill from "./drillCommand";
+import * as repository from "./repositoryCommand";
 
 type Register = (program: Command, ctx: CliContext) => void;
 
 /** Every command, in the order `--help` lists them. One line per command. */
-const COMMANDS: Register[] = [stack.register, scheduler.register, recoverCommand.register, drill.register];
+const COMMANDS: Register[] = [stack.register, scheduler.register, recoverCommand.register, drill.register, repository.register];
 
 /** The whole command tree, writing to ctx's streams and throwing instead of exiting. */
 export function buildProgram(ctx: CliContext): Command {

@@ -15,7 +15,7 @@ import { nextIntervalSeconds } from "../core/interval";
 import { pruneSnapshots } from "./prune";
 
 export interface SchedulerEvent {
-  event: "discovered" | "snapshot" | "snapshot-failed" | "pruned" | "rpo" | "host-down" | "stopped";
+  event: "discovered" | "snapshot" | "snapshot-failed" | "snapshot-skipped" | "pruned" | "prune-failed" | "rpo" | "host-down" | "stopped";
   at: string;
   vm?: string;
   host?: string;
@@ -129,11 +129,23 @@ export class Scheduler {
         live: record.live ?? false,
         previousAgeSeconds: previousAt ? (Date.parse(record.createdAt) - Date.parse(previousAt)) / 1000 : null,
       });
-      const { kept, deleted } = await pruneSnapshots(backend, t.name, policy.repository, policy);
-      if (deleted.length) this.emit("pruned", { vm: t.name, deleted: deleted.map((s) => s.id), kept: kept.filter((s) => s.complete).length });
     } catch (e) {
-      t.lastError = (e as Error).message;
-      this.emit("snapshot-failed", { vm: t.name, host: t.host, error: t.lastError });
+      if ((e as Error).name === "VmWriterBusyError") {
+        // Another scheduler/agent/manual take is snapshotting this VM right now: nothing failed.
+        this.emit("snapshot-skipped", { vm: t.name, host: t.host, reason: (e as Error).message });
+      } else {
+        t.lastError = (e as Error).message;
+        this.emit("snapshot-failed", { vm: t.name, host: t.host, error: t.lastError });
+      }
+    }
+    if (record) {
+      // Separate from the take: the snapshot is committed whatever happens to pruning.
+      try {
+        const { kept, deleted } = await pruneSnapshots(backend, t.name, policy.repository, policy);
+        if (deleted.length) this.emit("pruned", { vm: t.name, deleted: deleted.map((s) => s.id), kept: kept.filter((s) => s.complete).length });
+      } catch (e) {
+        this.emit("prune-failed", { vm: t.name, error: (e as Error).message });
+      }
     }
     // The paper's step 1-2: read CPU, pick the interval for the next wait.
     let cpu: number | null = null;

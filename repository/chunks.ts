@@ -3,7 +3,10 @@
  *
  * A chunk is written to a temp name in its final directory, fsync'd, then renamed into place,
  * so a chunk file under its hash name is always whole. A chunk already present is not written
- * again - that is what makes the second snapshot of a mostly unchanged VM differential.
+ * again - that is what makes the second snapshot of a mostly unchanged VM differential - unless
+ * its stored copy is damaged (other size or other bytes): then it is rewritten, so a corrupt
+ * chunk shared by every snapshot is healed by the next snapshot that has the same content
+ * (issue 14: a flipped byte in a shared chunk used to fail every later commit, forever).
  * Directory entries are made durable in batch by flush() (called before a manifest is written).
  */
 import { createHash } from "crypto";
@@ -27,6 +30,10 @@ export interface PutResult {
   size: number;
   /** False when the chunk was already stored (deduplicated). */
   written: boolean;
+  /** True when no file of this hash existed before (this put created it). */
+  created: boolean;
+  /** True when a damaged stored copy was replaced. */
+  healed: boolean;
 }
 
 export interface ChunkStoreStats {
@@ -36,6 +43,8 @@ export interface ChunkStoreStats {
   storedBytes: number;
   chunksWritten: number;
   chunksDeduped: number;
+  /** Damaged stored copies rewritten. */
+  chunksHealed: number;
 }
 
 export type ChunkCheck =
@@ -44,7 +53,7 @@ export type ChunkCheck =
 
 export class ChunkStore {
   readonly dir: string;
-  readonly stats: ChunkStoreStats = { logicalBytes: 0, storedBytes: 0, chunksWritten: 0, chunksDeduped: 0 };
+  readonly stats: ChunkStoreStats = { logicalBytes: 0, storedBytes: 0, chunksWritten: 0, chunksDeduped: 0, chunksHealed: 0 };
   private readonly dirtyDirs = new Set<string>();
   private readonly knownDirs = new Set<string>();
 
@@ -62,16 +71,18 @@ export class ChunkStore {
   }
 
   /**
-   * Store data under its SHA-256 unless a chunk of that hash and size is already there. A present
-   * chunk of the wrong size (damaged) is replaced. `hash` may be passed when already computed.
+   * Store data under its SHA-256 unless an intact copy is already there. A present copy of the
+   * wrong size or with other bytes (damaged) is replaced. `hash` may be passed when already
+   * computed. The stored copy is compared byte for byte with data (memcmp, no rehash: data hashes
+   * to `hash`, so equal bytes are an intact copy); this costs one read of each deduplicated chunk.
    */
   async put(data: Uint8Array, hash: string = sha256(data)): Promise<PutResult> {
     const path = this.pathOf(hash);
     this.stats.logicalBytes += data.length;
     const existing = await statIfExists(path);
-    if (existing && existing.isFile() && existing.size === data.length) {
+    if (existing && existing.isFile() && existing.size === data.length && (await sameBytes(path, data))) {
       this.stats.chunksDeduped++;
-      return { sha256: hash, size: data.length, written: false };
+      return { sha256: hash, size: data.length, written: false, created: false, healed: false };
     }
     const sub = join(this.dir, hash.slice(0, 2));
     await this.ensureDir(sub);
@@ -81,7 +92,8 @@ export class ChunkStore {
     this.dirtyDirs.add(sub);
     this.stats.storedBytes += data.length;
     this.stats.chunksWritten++;
-    return { sha256: hash, size: data.length, written: true };
+    if (existing) this.stats.chunksHealed++;
+    return { sha256: hash, size: data.length, written: true, created: !existing, healed: !!existing };
   }
 
   /** Make the directory entries of chunks written so far durable. */
@@ -173,4 +185,16 @@ export class ChunkStore {
     }
     this.knownDirs.add(sub);
   }
+}
+
+/** True when the file holds exactly data (false when it vanished meanwhile). */
+async function sameBytes(path: string, data: Uint8Array): Promise<boolean> {
+  let stored: Buffer;
+  try {
+    stored = await readFile(path);
+  } catch (e) {
+    if (isErrno(e, "ENOENT")) return false;
+    throw e;
+  }
+  return stored.equals(data);
 }

@@ -4,3 +4,7 @@ export * from "./chunks";
 export * from "./lock";
 export * from "./manifest";
 export * from "./repository";
+export * from "./check";
+export * from "./space";
+export * from "./staleMarkers";
+export * from "./vmWriterLock";

@@ -19,7 +19,7 @@ import { isErrno, mkdirp, randomHex, unlinkIfExists, writeFileSynced } from "./f
 import { pidAlive } from "../lib/pid";
 
 export interface LockInfo {
-  kind: "shared" | "exclusive";
+  kind: "shared" | "exclusive" | "owner";
   token: string;
   pid: number;
   hostname: string;
@@ -47,6 +47,16 @@ export interface LockHandle {
 
 const EXCLUSIVE = "exclusive.lock";
 const SHARED_RE = /^shared-[0-9a-f]+\.lock$/;
+/** Single-owner locks (e.g. one snapshot writer per VM): `owner-<name>.lock`. */
+const OWNER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A single-owner lock is held by someone else (and was not released within the wait). */
+export class LockHeldError extends Error {
+  constructor(message: string, readonly holder: LockInfo) {
+    super(message);
+    this.name = "LockHeldError";
+  }
+}
 
 export { pidAlive };
 
@@ -73,7 +83,7 @@ export class LockManager {
         await handle.release(); // gc got there first; let it finish
       }
       if (Date.now() >= deadline) {
-        throw new RepositoryBusyError(`repository ${this.dir} is locked exclusively by ${describe(holder)}`, [holder]);
+        throw new RepositoryBusyError(`repository ${this.dir} is locked exclusively by ${describeLock(holder)}`, [holder]);
       }
       await sleep(this.pollMs);
     }
@@ -100,12 +110,52 @@ export class LockManager {
       }
       if (Date.now() >= deadline) {
         throw new RepositoryBusyError(
-          `repository ${this.dir} is busy: ${holders.map(describe).join("; ")}`,
+          `repository ${this.dir} is busy: ${holders.map(describeLock).join("; ")}`,
           holders,
         );
       }
       await sleep(this.pollMs);
     }
+  }
+
+  /**
+   * A lock with at most one holder, independent of the shared/exclusive pair: `owner-<name>.lock`.
+   * Waits up to opts.waitMs for the holder to release it; a stale holder (dead pid on this host,
+   * or no heartbeat for staleMs) is taken over. Throws LockHeldError naming the holder.
+   */
+  async acquireOwner(name: string, purpose: string, opts: LockOptions = {}): Promise<LockHandle> {
+    if (!OWNER_NAME_RE.test(name) || name.includes("..")) throw new Error(`invalid lock name ${JSON.stringify(name)}`);
+    const deadline = Date.now() + (opts.waitMs ?? 60_000);
+    const file = `owner-${name}.lock`;
+    await mkdirp(this.dir);
+    for (;;) {
+      try {
+        return await this.create(file, "owner", purpose);
+      } catch (e) {
+        if (!isErrno(e, "EEXIST")) throw e;
+      }
+      const holder = await this.checkLive(join(this.dir, file));
+      if (!holder) continue; // it was stale and has been removed: try again at once
+      if (Date.now() >= deadline) throw new LockHeldError(`${name} is locked: ${describeLock(holder)}`, holder);
+      await sleep(this.pollMs);
+    }
+  }
+
+  /** Remove stale owner locks (holder dead) so they do not linger as debris; returns how many. */
+  async clearStaleOwners(): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return 0;
+      throw e;
+    }
+    let cleared = 0;
+    for (const n of names) {
+      if (!/^owner-.*\.lock$/.test(n)) continue;
+      if (!(await this.checkLive(join(this.dir, n)))) cleared++;
+    }
+    return cleared;
   }
 
   /** Lock files that are not stale (for reporting). */
@@ -173,7 +223,7 @@ export class LockManager {
     const old = Date.now() - mtimeMs > this.staleMs;
     if (!info) {
       // Unreadable: probably being written this instant; stale only once old.
-      if (!old) return { kind: path.endsWith(EXCLUSIVE) ? "exclusive" : "shared", token: "?", pid: 0, hostname: "?", purpose: "(being written)", createdAt: "" };
+      if (!old) return { kind: path.endsWith(EXCLUSIVE) ? "exclusive" : /\/owner-[^/]*$/.test(path) ? "owner" : "shared", token: "?", pid: 0, hostname: "?", purpose: "(being written)", createdAt: "" };
     } else if (!old && !(info.hostname === hostname() && !pidAlive(info.pid))) {
       return info;
     }
@@ -212,7 +262,7 @@ async function readLock(path: string): Promise<LockInfo | undefined> {
   }
 }
 
-function describe(l: LockInfo): string {
+export function describeLock(l: LockInfo): string {
   return `${l.kind} lock "${l.purpose}" held by pid ${l.pid} on ${l.hostname} since ${l.createdAt}`;
 }
 

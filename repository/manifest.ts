@@ -6,6 +6,7 @@
  *   <id>.pending.json        begun, not committed (written by begin())
  *   <id>.manifest.json.tmp   written and fsync'd by commit(), being verified
  *   <id>.manifest.json       complete: verified, then renamed into place
+ *   <id>.manifest.json.quarantined  was complete; a chunk it needs is damaged (not restorable)
  */
 import { randomBytes } from "crypto";
 import type { SnapshotRecord } from "../core/model";
@@ -19,6 +20,8 @@ export const MANIFEST_VERSION = 1;
 export const MANIFEST_SUFFIX = ".manifest.json";
 export const TMP_MANIFEST_SUFFIX = ".manifest.json.tmp";
 export const PENDING_SUFFIX = ".pending.json";
+/** A committed manifest set aside by `repository check --repair` because a chunk it needs is damaged. */
+export const QUARANTINED_SUFFIX = ".manifest.json.quarantined";
 
 export interface ChunkRef {
   sha256: string;

@@ -7,7 +7,9 @@
  *   <root>/vms/<vm>/<id>.pending.json   begun, not committed
  *   <root>/vms/<vm>/<id>.manifest.json.tmp  written, being verified
  *   <root>/vms/<vm>/<id>.manifest.json  complete (verified; the rename is the commit point)
- *   <root>/locks/                       shared/exclusive lock files (lock.ts)
+ *   <root>/vms/<vm>/<id>.manifest.json.quarantined  set aside by check --repair (check.ts)
+ *   <root>/locks/                       shared/exclusive lock files (lock.ts), one writer per VM
+ *                                       (vmWriterLock.ts)
  *
  * Differential by construction: a snapshot's files are cut into content-defined chunks and only
  * chunks not already stored are written, yet every manifest lists all its chunks, so any
@@ -22,7 +24,11 @@ import type { SnapshotRecord } from "../core/model";
 import { chunkFile, ChunkerParams, DEFAULT_CHUNKER, GEAR_ID, validateParams } from "./chunker";
 import { ChunkStore, sha256 } from "./chunks";
 import { fsyncDir, isErrno, mkdirp, randomHex, statIfExists, unlinkIfExists, writeFileSynced } from "./fsutil";
-import { LockHandle, LockManager } from "./lock";
+import { LockHandle, LockManager, RepositoryBusyError } from "./lock";
+import { pidAlive } from "../lib/pid";
+import { asRepositoryFull } from "./space";
+import { removeDeadPendingMarkers, WriterContext } from "./staleMarkers";
+import { FileVmWriterLock, VmWriterLease, VmWriterLock } from "./vmWriterLock";
 import {
   assertRole,
   assertSnapshotId,
@@ -43,6 +49,7 @@ import {
   PENDING_FORMAT,
   PENDING_SUFFIX,
   PendingMarker,
+  QUARANTINED_SUFFIX,
   TMP_MANIFEST_SUFFIX,
 } from "./manifest";
 
@@ -76,6 +83,10 @@ export interface RepositoryOptions {
   lockWaitMs?: number;
   /** gc keeps chunks of temp manifests younger than this, and temp chunk files. Default 1 h. */
   incompleteGraceMs?: number;
+  /** How long begin() waits for another writer of the same VM (when not given a lease). Default 60 s. */
+  writerWaitMs?: number;
+  /** Problems that do not change an operation's result (e.g. cleanup after a commit). Default: process.emitWarning. */
+  onWarning?: (message: string) => void;
 }
 
 export interface BeginMeta {
@@ -87,11 +98,26 @@ export interface BeginMeta {
   /** When the take started, for durationMs; default the begin() call. */
   startedAt?: Date;
   pauseMs?: number;
+  /**
+   * The VM writer lease the caller already holds for the whole take (acquireWriter()); begin()
+   * then does not take one, and commit/abort do not release it. Without it begin() acquires the
+   * lease itself and commit()/abort() release it.
+   */
+  writer?: VmWriterLease;
+}
+
+/** A chunk that fails its check, and every snapshot ("vm/id") that needs it. */
+export interface DamagedChunk {
+  sha256: string;
+  problem: string;
+  snapshots: string[];
 }
 
 export interface VerifyResult {
   ok: boolean;
   problems: string[];
+  /** When not ok: the damaged chunks and every snapshot in the repository they also break. */
+  damagedChunks?: DamagedChunk[];
 }
 
 export interface GcOptions {
@@ -112,6 +138,18 @@ export interface GcResult {
   /** Leftover temp chunk files older than the grace period that were removed. */
   tempFilesRemoved: number;
   deleted: string[];
+  /** Manifests that could not be read: skipped (the chunk hashes still legible in them were kept). */
+  damagedManifests: Array<{ path: string; problem: string }>;
+  /** Pending markers of takes whose writer is dead, removed. */
+  staleMarkersRemoved: string[];
+}
+
+/** The mark phase of gc: every chunk some manifest (complete, quarantined, young temp) needs. */
+interface LiveSet {
+  live: Set<string>;
+  manifests: number;
+  protectedTemps: number;
+  damaged: Array<{ path: string; problem: string }>;
 }
 
 interface RepoConfig {
@@ -125,6 +163,7 @@ export class SnapshotRepository {
   readonly root: string;
   readonly chunks: ChunkStore;
   private readonly locks: LockManager;
+  readonly writers: VmWriterLock;
   private readonly opts: Required<Omit<RepositoryOptions, "chunker">>;
   private chunker: ChunkerParams;
   private readyP?: Promise<void>;
@@ -138,8 +177,43 @@ export class SnapshotRepository {
       lockStaleMs: opts.lockStaleMs ?? 10 * 60 * 1000,
       lockWaitMs: opts.lockWaitMs ?? 60_000,
       incompleteGraceMs: opts.incompleteGraceMs ?? 60 * 60 * 1000,
+      writerWaitMs: opts.writerWaitMs ?? 60_000,
+      onWarning: opts.onWarning ?? ((m: string) => process.emitWarning(m, "ProtectedVmRepositoryWarning")),
     };
     this.locks = new LockManager(join(this.root, "locks"), { staleMs: this.opts.lockStaleMs });
+    this.writers = new FileVmWriterLock(this.locks);
+  }
+
+  /**
+   * Become the one snapshot writer of vm for a whole take (hypervisor steps included); pass the
+   * lease to begin(). Waits up to waitMs (default writerWaitMs), then throws VmWriterBusyError
+   * naming the holder. A lease of a dead process is taken over.
+   */
+  async acquireWriter(vm: string, purpose: string, opts: { waitMs?: number } = {}): Promise<VmWriterLease> {
+    assertVmName(vm);
+    await this.ready();
+    return this.writers.acquire(vm, purpose, { waitMs: opts.waitMs ?? this.opts.writerWaitMs });
+  }
+
+  /** Hold the repository lock of that kind (for tools such as check); returns its release. */
+  async holdLock(kind: "shared" | "exclusive", purpose: string, waitMs = this.opts.lockWaitMs): Promise<() => Promise<void>> {
+    await this.ready();
+    const h = kind === "shared" ? await this.locks.acquireShared(purpose, { waitMs }) : await this.locks.acquireExclusive(purpose, { waitMs });
+    return () => h.release();
+  }
+
+  /** @internal */
+  warn(message: string): void {
+    try {
+      this.opts.onWarning(message);
+    } catch {
+      /* a failing logger must not fail the operation */
+    }
+  }
+
+  /** @internal */
+  writerContext(): WriterContext {
+    return { hostname: hostname(), now: Date.now(), pidAlive, foreignGraceMs: this.opts.incompleteGraceMs };
   }
 
   /** Chunker parameters in effect (those recorded in repository.json once opened). */
@@ -155,14 +229,26 @@ export class SnapshotRepository {
     assertVmName(vm);
     if (typeof meta.host !== "string") throw new Error("begin: meta.host is required");
     await this.ready();
+    if (meta.createdAt !== undefined && Number.isNaN(new Date(meta.createdAt).getTime())) throw new Error(`begin: bad createdAt ${String(meta.createdAt)}`);
+    const ownLease = meta.writer === undefined;
+    if (meta.writer && meta.writer.vm !== vm) throw new Error(`begin: the writer lease is for ${meta.writer.vm}, not ${vm}`);
+    const lease = meta.writer ?? (await this.writers.acquire(vm, `snapshot of ${vm} (pid ${process.pid})`, { waitMs: this.opts.writerWaitMs }));
+    // Times are taken once we are the writer (a begin that waited captures the later moment).
     const startedAt = meta.startedAt ?? new Date();
     const createdAt = meta.createdAt === undefined ? new Date() : new Date(meta.createdAt);
-    if (Number.isNaN(createdAt.getTime())) throw new Error(`begin: bad createdAt ${String(meta.createdAt)}`);
     const id = newSnapshotId(createdAt);
-    const lock = await this.locks.acquireShared(`snapshot ${vm}/${id}`, { waitMs: this.opts.lockWaitMs });
+    let lock: LockHandle;
+    try {
+      lock = await this.locks.acquireShared(`snapshot ${vm}/${id}`, { waitMs: this.opts.lockWaitMs });
+    } catch (e) {
+      if (ownLease) await lease.release();
+      throw e;
+    }
     try {
       const dir = this.vmDir(vm);
       await mkdirp(dir);
+      // We are the VM's one writer: markers of earlier takes whose writer died are debris.
+      await removeDeadPendingMarkers(dir, this.writerContext()).catch((e: Error) => this.warn(`could not clear stale pending markers of ${vm}: ${e.message}`));
       const marker: PendingMarker = {
         format: PENDING_FORMAT,
         version: MANIFEST_VERSION,
@@ -176,11 +262,17 @@ export class SnapshotRepository {
         pid: process.pid,
         hostname: hostname(),
       };
-      await writeFileSynced(join(dir, id + PENDING_SUFFIX), JSON.stringify(marker, null, 2) + "\n", "wx");
-      await fsyncDir(dir);
-      return new PendingSnapshot(this, marker, lock, startedAt);
+      const markerText = JSON.stringify(marker, null, 2) + "\n";
+      try {
+        await writeFileSynced(join(dir, id + PENDING_SUFFIX), markerText, "wx");
+        await fsyncDir(dir);
+      } catch (e) {
+        throw await asRepositoryFull(e, this.root, Buffer.byteLength(markerText), `pending marker of ${vm}/${id}`);
+      }
+      return new PendingSnapshot(this, marker, lock, startedAt, ownLease ? lease : undefined);
     } catch (e) {
       await lock.release();
+      if (ownLease) await lease.release();
       throw e;
     }
   }
@@ -198,9 +290,9 @@ export class SnapshotRepository {
       if (isErrno(e, "ENOENT")) return [];
       throw e;
     }
-    const ids = new Map<string, { final?: boolean; tmp?: boolean; pending?: boolean }>();
+    const ids = new Map<string, SnapshotFiles>();
     for (const n of names) {
-      for (const [suffix, key] of [[MANIFEST_SUFFIX, "final"], [TMP_MANIFEST_SUFFIX, "tmp"], [PENDING_SUFFIX, "pending"]] as const) {
+      for (const [suffix, key] of [[MANIFEST_SUFFIX, "final"], [TMP_MANIFEST_SUFFIX, "tmp"], [PENDING_SUFFIX, "pending"], [QUARANTINED_SUFFIX, "quarantined"]] as const) {
         if (!n.endsWith(suffix)) continue;
         const id = n.slice(0, -suffix.length);
         if (!isSnapshotId(id)) continue;
@@ -248,6 +340,7 @@ export class SnapshotRepository {
       final: !!(await statIfExists(join(dir, id + MANIFEST_SUFFIX))),
       tmp: !!(await statIfExists(join(dir, id + TMP_MANIFEST_SUFFIX))),
       pending: !!(await statIfExists(join(dir, id + PENDING_SUFFIX))),
+      quarantined: !!(await statIfExists(join(dir, id + QUARANTINED_SUFFIX))),
     };
     return this.recordFor(vm, id, has);
   }
@@ -297,11 +390,69 @@ export class SnapshotRepository {
     }
     const lock = await this.locks.acquireShared(`verify ${vm}/${id}`, { waitMs: this.opts.lockWaitMs });
     try {
-      const problems = await this.checkManifestData(m);
-      return { ok: problems.length === 0, problems };
+      const { problems, badChunks } = await this.inspectManifestData(m);
+      if (problems.length === 0) return { ok: true, problems };
+      // A chunk is shared by every snapshot with the same content: name all it breaks.
+      const users = await this.snapshotsUsing(new Set(badChunks.keys()));
+      const damagedChunks = [...badChunks].map(([sha, problem]) => ({ sha256: sha, problem, snapshots: users.get(sha) ?? [`${vm}/${id}`] }));
+      return { ok: false, problems, damagedChunks };
     } finally {
       await lock.release();
     }
+  }
+
+  /** For each hash: every snapshot ("vm/id", complete or quarantined) whose manifest lists it. */
+  async snapshotsUsing(hashes: Set<string>): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (hashes.size === 0) return out;
+    for (const entry of await this.manifestFiles()) {
+      if (entry.kind === "tmp") continue;
+      let m: Manifest;
+      try {
+        m = parseManifest(await readFile(entry.path, "utf8"), entry.path);
+      } catch {
+        continue;
+      }
+      const seen = new Set<string>();
+      for (const f of m.files) {
+        for (const c of f.chunks) {
+          if (!hashes.has(c.sha256) || seen.has(c.sha256)) continue;
+          seen.add(c.sha256);
+          out.set(c.sha256, [...(out.get(c.sha256) ?? []), `${m.vm}/${m.id}`]);
+        }
+      }
+    }
+    for (const list of out.values()) list.sort();
+    return out;
+  }
+
+  /** Every manifest file in the repository: complete, quarantined and temp ones. */
+  async manifestFiles(): Promise<Array<{ vm: string; id: string; path: string; kind: "final" | "quarantined" | "tmp"; mtimeMs: number }>> {
+    const out: Array<{ vm: string; id: string; path: string; kind: "final" | "quarantined" | "tmp"; mtimeMs: number }> = [];
+    let vmNames: string[] = [];
+    try {
+      vmNames = await readdir(join(this.root, "vms"));
+    } catch (e) {
+      if (!isErrno(e, "ENOENT")) throw e;
+    }
+    for (const vm of vmNames.sort()) {
+      const dir = join(this.root, "vms", vm);
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch (e) {
+        if (isErrno(e, "ENOTDIR", "ENOENT")) continue;
+        throw e;
+      }
+      for (const n of names.sort()) {
+        for (const [suffix, kind] of [[MANIFEST_SUFFIX, "final"], [QUARANTINED_SUFFIX, "quarantined"], [TMP_MANIFEST_SUFFIX, "tmp"]] as const) {
+          if (!n.endsWith(suffix) || !isSnapshotId(n.slice(0, -suffix.length))) continue;
+          const st = await statIfExists(join(dir, n));
+          if (st) out.push({ vm, id: n.slice(0, -suffix.length), path: join(dir, n), kind, mtimeMs: st.mtimeMs });
+        }
+      }
+    }
+    return out;
   }
 
   /**
@@ -380,7 +531,7 @@ export class SnapshotRepository {
     const dir = this.vmDir(vm);
     let any = false;
     // The complete manifest first: from this instant the snapshot is no longer restorable.
-    for (const suffix of [MANIFEST_SUFFIX, TMP_MANIFEST_SUFFIX, PENDING_SUFFIX]) {
+    for (const suffix of [MANIFEST_SUFFIX, QUARANTINED_SUFFIX, TMP_MANIFEST_SUFFIX, PENDING_SUFFIX]) {
       if (await unlinkIfExists(join(dir, id + suffix))) any = true;
     }
     if (any) await fsyncDir(dir);
@@ -388,57 +539,19 @@ export class SnapshotRepository {
   }
 
   /**
-   * Mark and sweep: delete every chunk that no complete manifest (and no temp manifest younger
-   * than incompleteGraceMs) references. Takes the exclusive lock, so it never runs while a
-   * snapshot is being written, verified or materialized; throws RepositoryBusyError then.
-   * Aborts without deleting anything if a manifest cannot be read.
+   * Mark and sweep: delete every chunk that no complete or quarantined manifest (and no temp
+   * manifest younger than incompleteGraceMs) references. Takes the exclusive lock, so it never
+   * runs while a snapshot is being written, verified or materialized; throws RepositoryBusyError
+   * then. A manifest that cannot be read is skipped and reported in damagedManifests (the chunk
+   * hashes still legible in its text are kept) - one damaged snapshot must not stop retention for
+   * the whole repository. Also removes pending markers whose writer is dead.
    */
   async gc(opts: GcOptions = {}): Promise<GcResult> {
     await this.ready();
     const lock = await this.locks.acquireExclusive("gc", { waitMs: opts.waitMs ?? 0 });
     try {
       const now = Date.now();
-      const live = new Set<string>();
-      let manifests = 0;
-      let protectedTemps = 0;
-      let vmNames: string[] = [];
-      try {
-        vmNames = await readdir(join(this.root, "vms"));
-      } catch (e) {
-        if (!isErrno(e, "ENOENT")) throw e;
-      }
-      for (const vm of vmNames) {
-        const dir = join(this.root, "vms", vm);
-        let names: string[];
-        try {
-          names = await readdir(dir);
-        } catch (e) {
-          if (isErrno(e, "ENOTDIR", "ENOENT")) continue;
-          throw e;
-        }
-        for (const n of names) {
-          const path = join(dir, n);
-          let isTemp = false;
-          if (n.endsWith(TMP_MANIFEST_SUFFIX)) {
-            const st = await statIfExists(path);
-            if (!st || now - st.mtimeMs >= this.opts.incompleteGraceMs) continue;
-            isTemp = true;
-          } else if (!n.endsWith(MANIFEST_SUFFIX)) {
-            continue;
-          }
-          let m: Manifest;
-          try {
-            m = parseManifest(await readFile(path, "utf8"), path);
-          } catch (e) {
-            if (isErrno(e, "ENOENT")) continue; // deleted meanwhile
-            throw new Error(`gc aborted, nothing deleted: cannot read ${path} (${(e as Error).message}); repair or delete that snapshot first`);
-          }
-          for (const f of m.files) for (const c of f.chunks) live.add(c.sha256);
-          if (isTemp) protectedTemps++;
-          else manifests++;
-        }
-      }
-
+      const { live, manifests, protectedTemps, damaged } = await this.markLive(now);
       const { chunks, temps } = await this.chunks.scan();
       const result: GcResult = {
         manifests,
@@ -449,6 +562,8 @@ export class SnapshotRepository {
         bytesDeleted: 0,
         tempFilesRemoved: 0,
         deleted: [],
+        damagedManifests: damaged,
+        staleMarkersRemoved: [],
       };
       for (const c of chunks) {
         if (live.has(c.sha256)) {
@@ -465,9 +580,86 @@ export class SnapshotRepository {
         if (!opts.dryRun) await unlinkIfExists(t.path);
         result.tempFilesRemoved++;
       }
+      if (!opts.dryRun) {
+        const vms = new Set((await this.vmDirNames()).map((vm) => this.vmDir(vm)));
+        for (const dir of vms) result.staleMarkersRemoved.push(...(await removeDeadPendingMarkers(dir, this.writerContext())));
+        await this.locks.clearStaleOwners();
+      }
+      for (const d of damaged) this.warn(`gc skipped a damaged manifest: ${d.path}: ${d.problem}`);
       return result;
     } finally {
       await lock.release();
+    }
+  }
+
+  /**
+   * Remove those of `hashes` that no manifest references, under the exclusive lock (so no
+   * writer can be deduplicating against them meanwhile). Used by abort() for the chunks a failed
+   * snapshot created. When other snapshots are in progress the chunks are left for gc.
+   */
+  async removeChunksIfUnreferenced(hashes: Iterable<string>, waitMs = 2000): Promise<{ removed: number; bytes: number; leftForGc: number }> {
+    const wanted = [...new Set(hashes)];
+    if (wanted.length === 0) return { removed: 0, bytes: 0, leftForGc: 0 };
+    let lock: LockHandle;
+    try {
+      lock = await this.locks.acquireExclusive("remove chunks of a failed snapshot", { waitMs });
+    } catch (e) {
+      if (e instanceof RepositoryBusyError) return { removed: 0, bytes: 0, leftForGc: wanted.length };
+      throw e;
+    }
+    try {
+      const { live } = await this.markLive(Date.now());
+      let removed = 0;
+      let bytes = 0;
+      for (const h of wanted) {
+        if (live.has(h)) continue;
+        const st = await statIfExists(this.chunks.pathOf(h));
+        if (await this.chunks.remove(h)) {
+          removed++;
+          bytes += st?.size ?? 0;
+        }
+      }
+      if (removed) await fsyncDir(this.chunks.dir).catch(() => undefined);
+      return { removed, bytes, leftForGc: 0 };
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** @internal The mark phase; call under the exclusive lock. */
+  async markLive(now: number): Promise<LiveSet> {
+    const out: LiveSet = { live: new Set(), manifests: 0, protectedTemps: 0, damaged: [] };
+    for (const entry of await this.manifestFiles()) {
+      if (entry.kind === "tmp" && now - entry.mtimeMs >= this.opts.incompleteGraceMs) continue;
+      let text: string;
+      try {
+        text = await readFile(entry.path, "utf8");
+      } catch (e) {
+        if (isErrno(e, "ENOENT")) continue; // deleted meanwhile
+        throw e;
+      }
+      let m: Manifest;
+      try {
+        m = parseManifest(text, entry.path);
+      } catch (e) {
+        // Keep what is still legible: a truncated manifest lists its first chunks intact.
+        for (const h of text.match(/[0-9a-f]{64}/g) ?? []) out.live.add(h);
+        out.damaged.push({ path: entry.path, problem: (e as Error).message });
+        continue;
+      }
+      for (const f of m.files) for (const c of f.chunks) out.live.add(c.sha256);
+      if (entry.kind === "tmp") out.protectedTemps++;
+      else out.manifests++;
+    }
+    return out;
+  }
+
+  private async vmDirNames(): Promise<string[]> {
+    try {
+      return (await readdir(join(this.root, "vms"))).sort();
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) return [];
+      throw e;
     }
   }
 
@@ -485,7 +677,13 @@ export class SnapshotRepository {
 
   /** @internal Re-read every chunk of m; returns problems naming file and chunk. */
   async checkManifestData(m: Manifest): Promise<string[]> {
+    return (await this.inspectManifestData(m)).problems;
+  }
+
+  /** @internal As checkManifestData, plus each bad chunk's hash -> what is wrong with it. */
+  async inspectManifestData(m: Manifest): Promise<{ problems: string[]; badChunks: Map<string, string> }> {
     const problems: string[] = [];
+    const badChunks = new Map<string, string>();
     for (const f of m.files) {
       const whole = createHash("sha256");
       let fileOk = true;
@@ -497,17 +695,20 @@ export class SnapshotRepository {
         } catch (e) {
           if (!isErrno(e, "ENOENT")) throw e;
           problems.push(`${describeChunk(f, i)} is missing`);
+          badChunks.set(c.sha256, "missing");
           fileOk = false;
           continue;
         }
         if (data.length !== c.size) {
           problems.push(`${describeChunk(f, i)} has ${data.length} bytes, expected ${c.size}`);
+          badChunks.set(c.sha256, `has ${data.length} bytes, expected ${c.size}`);
           fileOk = false;
           continue;
         }
         const h = sha256(data);
         if (h !== c.sha256) {
           problems.push(`${describeChunk(f, i)} is corrupt (content hashes to ${h})`);
+          badChunks.set(c.sha256, `corrupt (content hashes to ${h})`);
           fileOk = false;
           continue;
         }
@@ -518,7 +719,7 @@ export class SnapshotRepository {
         if (d !== f.sha256) problems.push(`file ${JSON.stringify(f.role)}: whole-file sha256 is ${d}, manifest says ${f.sha256}`);
       }
     }
-    return problems;
+    return { problems, badChunks };
   }
 
   /** @internal */
@@ -560,7 +761,7 @@ export class SnapshotRepository {
     validateParams(this.chunker);
   }
 
-  private async recordFor(vm: string, id: string, has: { final?: boolean; tmp?: boolean; pending?: boolean }): Promise<SnapshotRecord | undefined> {
+  private async recordFor(vm: string, id: string, has: SnapshotFiles): Promise<SnapshotRecord | undefined> {
     const dir = this.vmDir(vm);
     const pendingPath = join(dir, id + PENDING_SUFFIX);
     if (has.final) {
@@ -570,6 +771,16 @@ export class SnapshotRepository {
         if (m.id === id && m.vm === vm) return manifestToRecord(m, path, true);
       } catch (e) {
         if (!isErrno(e, "ENOENT")) return incompleteRecord(vm, id, path); // unreadable: never restorable
+      }
+    }
+    if (has.quarantined) {
+      // Was complete; a chunk it needs is damaged: listed, never restorable, until check --repair restores it.
+      const path = join(dir, id + QUARANTINED_SUFFIX);
+      try {
+        const m = parseManifest(await readFile(path, "utf8"), path);
+        return manifestToRecord(m, path, false);
+      } catch (e) {
+        if (!isErrno(e, "ENOENT")) return incompleteRecord(vm, id, path);
       }
     }
     if (has.tmp) {
@@ -589,6 +800,13 @@ export class SnapshotRepository {
   }
 }
 
+interface SnapshotFiles {
+  final?: boolean;
+  tmp?: boolean;
+  pending?: boolean;
+  quarantined?: boolean;
+}
+
 type PendingState = "open" | "committing" | "committed" | "failed" | "aborted";
 
 /** A snapshot being written. Add files, then commit() or abort(). */
@@ -600,12 +818,16 @@ export class PendingSnapshot {
   private readonly failedAdds: string[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private stateV: PendingState = "open";
+  /** Chunks this snapshot created (no file of that hash existed): removed again if it fails. */
+  private readonly created = new Set<string>();
 
   constructor(
     private readonly repo: SnapshotRepository,
     private readonly marker: PendingMarker,
     private readonly lock: LockHandle,
     private readonly startedAt: Date,
+    /** The VM writer lease when begin() took it (released by commit/abort); undefined when the caller holds one. */
+    private readonly lease?: VmWriterLease,
   ) {
     this.id = marker.id;
     this.vm = marker.vm;
@@ -639,7 +861,13 @@ export class PendingSnapshot {
       let stored = 0;
       for await (const c of chunkFile(localPath, { params: this.repo.params })) {
         whole.update(c.data);
-        const r = await this.repo.chunks.put(c.data);
+        let r;
+        try {
+          r = await this.repo.chunks.put(c.data);
+        } catch (e) {
+          throw await asRepositoryFull(e, this.repo.root, before.size - c.offset, `${role} from ${localPath}`);
+        }
+        if (r.created) this.created.add(r.sha256);
         if (r.written) stored += c.length;
         chunks.push({ sha256: r.sha256, size: c.length });
         size += c.length;
@@ -692,8 +920,12 @@ export class PendingSnapshot {
       };
       const text = JSON.stringify(m, null, 1) + "\n";
       parseManifest(text, tmpPath); // never write a manifest we could not read back
-      await writeFileSynced(tmpPath, text, "w");
-      await fsyncDir(dir);
+      try {
+        await writeFileSynced(tmpPath, text, "w");
+        await fsyncDir(dir);
+      } catch (e) {
+        throw await asRepositoryFull(e, this.repo.root, Buffer.byteLength(text), `manifest ${tmpPath}`);
+      }
 
       const reread = parseManifest(await readFile(tmpPath, "utf8"), tmpPath);
       const problems = await this.repo.checkManifestData(reread);
@@ -701,23 +933,50 @@ export class PendingSnapshot {
         throw new SnapshotCorruptError(`commit of ${this.vm}/${this.id} failed verification: ${problems.join("; ")}`, problems);
       }
       await rename(tmpPath, finalPath);
-      await fsyncDir(dir);
+      // The rename is the commit point: from here on the snapshot exists and the result is
+      // success; a failing cleanup step is reported as a warning, never as a failed snapshot
+      // (issue 14: takes reported failed yet committed complete).
       this.stateV = "committed";
-      await unlinkIfExists(join(dir, this.id + PENDING_SUFFIX));
+      await this.afterCommit("fsync of the VM directory", () => fsyncDir(dir));
+      await this.afterCommit("removing the pending marker", () => unlinkIfExists(join(dir, this.id + PENDING_SUFFIX)));
       return manifestToRecord(reread, finalPath, true);
     } catch (e) {
       if (this.stateV === "committing") this.stateV = "failed";
       throw e;
     } finally {
-      await this.lock.release();
+      await this.releaseLocks();
     }
   }
 
-  /** Drop the snapshot's temp state. Chunks it wrote become garbage for gc(). */
-  async abort(): Promise<void> {
+  private async afterCommit(step: string, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      this.repo.warn(`snapshot ${this.vm}/${this.id} is committed; ${step} failed afterwards: ${(e as Error).message}`);
+    }
+  }
+
+  private async releaseLocks(): Promise<void> {
+    const committed = this.stateV === "committed";
+    for (const [what, release] of [["repository lock", () => this.lock.release()], ["VM writer lock", () => this.lease?.release()]] as const) {
+      try {
+        await release();
+      } catch (e) {
+        if (!committed) throw e;
+        this.repo.warn(`snapshot ${this.vm}/${this.id} is committed; releasing its ${what} failed afterwards: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Drop the snapshot's temp state and the chunks only it wrote (those no manifest references,
+   * checked under the exclusive lock), so a failed take - e.g. on a full filesystem - leaves no
+   * orphans behind. If other snapshots are being written meanwhile those chunks are left to gc().
+   */
+  async abort(): Promise<{ chunksRemoved: number; bytesRemoved: number; chunksLeftForGc: number }> {
     await this.queue;
     if (this.stateV === "committed") throw new Error(`abort: ${this.vm}/${this.id} is already committed (use delete)`);
-    if (this.stateV === "aborted") return;
+    if (this.stateV === "aborted") return { chunksRemoved: 0, bytesRemoved: 0, chunksLeftForGc: 0 };
     this.stateV = "aborted";
     const dir = this.repo.vmDir(this.vm);
     try {
@@ -725,7 +984,15 @@ export class PendingSnapshot {
       await unlinkIfExists(join(dir, this.id + PENDING_SUFFIX));
       await fsyncDir(dir);
     } finally {
+      // Release the shared lock first: the chunk removal below needs the exclusive one.
       await this.lock.release();
+    }
+    try {
+      const r = await this.repo.removeChunksIfUnreferenced(this.created);
+      if (r.leftForGc) this.repo.warn(`aborted snapshot ${this.vm}/${this.id}: ${r.leftForGc} chunks it wrote are left for gc (other snapshots are in progress)`);
+      return { chunksRemoved: r.removed, bytesRemoved: r.bytes, chunksLeftForGc: r.leftForGc };
+    } finally {
+      await this.lease?.release();
     }
   }
 

@@ -3,6 +3,7 @@ import type { Backend } from "../backend";
 import type { HostRef, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec } from "../backend";
 import type { ProtectionRecord } from "../../core/policy";
 import { SnapshotRepository } from "../../repository/repository";
+import { RepositoryBusyError } from "../../repository/lock";
 import { ExecVirsh, VirshRunner } from "./virsh";
 import { buildDomainXml } from "./domainXml";
 import { protectionElement } from "./metadata";
@@ -128,7 +129,13 @@ export class LibvirtBackend implements Backend {
   async deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void> {
     const repo = new SnapshotRepository(repository);
     await repo.delete(snapshot.vm, snapshot.id);
-    await repo.gc();
+    try {
+      await repo.gc();
+    } catch (e) {
+      // Another snapshot is being written (any VM): the deleted one's chunks go at the next gc.
+      // The delete itself is done, so this is not a failure (issue 14: "repository busy").
+      if (!(e instanceof RepositoryBusyError)) throw e;
+    }
   }
 
   async verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean> {

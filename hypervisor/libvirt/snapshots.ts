@@ -21,6 +21,7 @@ import * as os from "os";
 import * as path from "path";
 import type { SnapshotRecord, VmInfo } from "../backend";
 import { PendingSnapshot, SnapshotRepository } from "../../repository/repository";
+import type { VmWriterLease } from "../../repository/vmWriterLock";
 import { HostFiles, TransferSetting } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
 import { primaryFileDisk, rewriteForHost } from "./domainXml";
@@ -38,6 +39,8 @@ export interface TakeSnapshotArgs {
   /** How files move between the host's pool and the repository (default: in place for a local URI, streamed otherwise). */
   transfer?: TransferSetting;
   live?: "auto" | "never";
+  /** How long to wait for another take of the same VM (another scheduler, agent, manual take) before refusing. Default 10 s. */
+  writerWaitMs?: number;
 }
 
 /** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
@@ -96,6 +99,18 @@ async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: s
 }
 
 export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): Promise<SnapshotRecord> {
+  // One writer per VM for the whole take: two takes at once break each other's overlays
+  // (issue 14). A second one waits briefly, then refuses (VmWriterBusyError, exit 3) naming the holder.
+  const repo = new SnapshotRepository(args.repository);
+  const writer = await repo.acquireWriter(args.name, `take ${args.name} on ${args.uri}`, { waitMs: args.writerWaitMs ?? 10_000 });
+  try {
+    return await takeSnapshotAsWriter(virsh, args, repo, writer);
+  } finally {
+    await writer.release().catch((e: Error) => process.emitWarning(`releasing the writer lock of ${args.name} failed: ${e.message}`));
+  }
+}
+
+async function takeSnapshotAsWriter(virsh: VirshRunner, args: TakeSnapshotArgs, repo: SnapshotRepository, writer: VmWriterLease): Promise<SnapshotRecord> {
   const { uri, name } = args;
   const started = Date.now();
   const state = await domainState(virsh, uri, name);
@@ -107,7 +122,6 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   const id = `${Date.now()}-${process.pid}`;
   const memFile = host.hostPath(volumeNames.memoryStaging(name, id));
   const overlay = host.hostPath(volumeNames.overlayStaging(name, id));
-  const repo = new SnapshotRepository(args.repository);
 
   const live = args.includeMemory && args.live === "auto" && (await dirtyRateMBps(virsh, uri, name)) <= LIVE_MAX_DIRTY_MBPS;
   const snapArgs = ["snapshot-create-as", name, "--name", `pv-${id}`, "--no-metadata", "--atomic"];
@@ -125,7 +139,7 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   const createdAt = new Date(live ? Date.now() : callStart);
 
   let committed: SnapshotRecord | undefined;
-  const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(started), includesMemory: args.includeMemory, pauseMs });
+  const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(started), includesMemory: args.includeMemory, pauseMs, writer });
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-take-"));
   try {
     // The frozen disk is `disk.path` until the overlay is committed back below.
@@ -140,7 +154,13 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
     throw e;
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
-    await foldOverlay(virsh, host, name, disk.target, overlay);
+    try {
+      await foldOverlay(virsh, host, name, disk.target, overlay);
+    } catch (e) {
+      // Once the manifest is renamed the snapshot exists: the take succeeded; say what failed after.
+      if (!committed) throw e;
+      process.emitWarning(`snapshot ${committed.id} of ${name} is committed; folding the overlay back afterwards failed: ${(e as Error).message}`);
+    }
     if (args.includeMemory) await host.remove(memFile).catch(() => undefined);
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);
   }

@@ -254,6 +254,7 @@ describe("SnapshotRepository", () => {
     await expect(p.commit()).rejects.toThrow(/failed addFile/); // never commit a snapshot missing a file
     await p.abort();
     expect(await repo.list("vm1")).toEqual([]);
+    expect(storedChunksOrEmpty(repo.root).size).toBe(0); // the failed snapshot's chunks went with it
   });
 
   test("delete + gc removes exactly the chunks no remaining manifest references", async () => {
@@ -345,15 +346,34 @@ describe("SnapshotRepository", () => {
     rmSync(join(repo.root, "locks", "shared-11111111.lock"));
   });
 
-  test("a corrupt complete manifest makes gc abort without deleting anything", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+  // Issue 14: a damaged manifest used to abort gc for the whole repository ("gc aborted, nothing
+  // deleted"), which stopped retention. It is now skipped and reported; other garbage still goes.
+  test("a truncated manifest: gc skips and reports it, keeps the chunks still listed in it, and still deletes other garbage", async () => {
+    const warnings: string[] = [];
+    const repo = new SnapshotRepository(join(work, "repo"), { onWarning: (m) => warnings.push(m) });
     const a = await snapshot(repo, "vm1", { memory: writeTemp("m", randomBytes(2 * MiB)) });
-    const b = await snapshot(repo, "vm1", { memory: writeTemp("m2", randomBytes(2 * MiB)) });
+    const b = await snapshot(repo, "vm1", { memory: writeTemp("m2", randomBytes(8 * MiB)) });
+    const c = await snapshot(repo, "vm2", { memory: writeTemp("m3", randomBytes(2 * MiB)) });
+    const refsA = chunkSet(manifestOf(a.location));
     await repo.delete("vm1", a.id);
-    writeFileSync(b.location, "{ truncated");
-    const before = storedChunks(repo.root);
-    await expect(repo.gc()).rejects.toThrow(/gc aborted, nothing deleted/);
-    expect(storedChunks(repo.root)).toEqual(before);
+    const textB = readFileSync(b.location, "utf8");
+    const listedB = [...chunkSet(JSON.parse(textB) as Manifest)];
+    const cut = textB.indexOf(listedB[2]) + 64; // truncated after the third chunk hash
+    writeFileSync(b.location, textB.slice(0, cut));
+    const legible = listedB.filter((h) => textB.slice(0, cut).includes(h));
+    expect(legible.length).toBeGreaterThanOrEqual(3);
+    expect(legible.length).toBeLessThan(listedB.length);
+
+    const res = await repo.gc();
+    expect(res.damagedManifests).toEqual([{ path: b.location, problem: expect.stringContaining("not valid JSON") }]);
+    expect(warnings.join("\n")).toContain(b.location);
+    const stored = storedChunks(repo.root);
+    for (const h of legible) expect(stored.has(h)).toBe(true); // what can still be read of b is kept
+    for (const h of chunkSet(manifestOf(c.location))) expect(stored.has(h)).toBe(true);
+    for (const h of refsA) expect(stored.has(h)).toBe(false); // the deleted snapshot's garbage still goes
+    expect(new Set(res.deleted)).toEqual(new Set([...refsA, ...listedB.filter((h) => !legible.includes(h))]));
+    expect(res.manifests).toBe(1);
+    expect((await repo.verify("vm2", c.id)).ok).toBe(true);
     expect((await repo.list("vm1"))[0]).toMatchObject({ id: b.id, complete: false });
   });
 });
