@@ -25,7 +25,7 @@ import { CloudStackConfigInput, resolveCloudStackConfig } from "./config";
 import { CloudStackError } from "./errors";
 import { CloudStackResources, CsHost, CsSnapshot, CsVm, CsVmSnapshot, HOSTNAME_PATTERN, vmLabel } from "./resources";
 import { CloudStackRestoreOptions, backupName, recoveryStateOf, restoreOnCloudStack } from "./recovery";
-import { MARKER_KEY, MARKER_VALUE, isProtectionTagKey, protectionToTags, tagsToProtection } from "./tags";
+import { MARKER_KEY, MARKER_VALUE, RESTORING_KEY, isProtectionTagKey, protectionToTags, tagsToProtection } from "./tags";
 
 export interface CloudStackBackendOptions extends CloudStackClientOptions {
   /** Default zone for VMs whose spec has no cloudstack.zoneId. */
@@ -324,7 +324,22 @@ export class CloudStackBackend implements Backend {
     const byName = new Map(backups.map((b) => [b.name, b]));
     // CloudStack's `created` has 1 s resolution; our names carry a millisecond stamp, so they break ties.
     const sorted = [...ours].sort((a, b) => Date.parse(isoDate(b.created)) - Date.parse(isoDate(a.created)) || (b.displayname < a.displayname ? -1 : b.displayname > a.displayname ? 1 : 0));
-    return sorted.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
+    const records = sorted.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
+    // A VM that a cold recovery deployed and has not finished (tag `restoring`) has no snapshots of
+    // its own yet: the one it is being restored from belongs to the lost original. List it too,
+    // so recovery can select it again and finish.
+    const restoring = (vm.tags ?? []).find((t) => t.key === RESTORING_KEY)?.value;
+    if (restoring && !records.some((r) => r.id === restoring)) {
+      const vs = await this.resources.vmSnapshot(restoring).catch(() => undefined);
+      const owner = vs ? await this.resources.vm(vs.virtualmachineid) : undefined;
+      if (vs && owner) {
+        const ownerRoot = await this.resources.rootVolume(owner.id);
+        const backup = await this.resources.snapshotNamed(backupName(vs.id));
+        records.push({ ...this.toRecord(owner, vs, backup, repository, Number(ownerRoot?.size) || 0), vm: vmName });
+        records.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+      }
+    }
+    return records;
   }
 
   async deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void> {
