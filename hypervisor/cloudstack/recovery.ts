@@ -140,7 +140,7 @@ export function recoveryStateOf(vm: CsVm, primaryHost: string | undefined): VmRe
   const restoring = tagOf(vm, RESTORING_KEY);
   const path = tagOf(vm, RESTORE_PATH_KEY) as RecoveryPath | undefined;
   const to = tagOf(vm, RESTORE_TO_KEY);
-  if (restoring) return { inProgress: true, snapshotId: restoring, path, to, reason: `an unfinished ${path ?? ""} recovery from snapshot ${restoring}`.replace("  ", " ") };
+  if (restoring) return { inProgress: true, snapshotId: restoring, path, to, reason: `an unfinished ${path ? `${path} ` : ""}recovery from snapshot ${restoring}` };
   const from = tagOf(vm, RESTORED_FROM_KEY);
   const running = vm.state === "Running" && !!vm.hostid;
   if (from) {
