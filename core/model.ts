@@ -57,6 +57,23 @@ export interface VmInfo {
   memoryMiB: number;
   vcpus: number;
   protection?: ProtectionRecord;
+  /** How the VM came to run where it runs, when the backend records it (CloudStack: VM tags). */
+  recovery?: VmRecoveryState;
+}
+
+/** A recovery of this VM as the backend recorded it: finished or still to finish, and by which path. */
+export interface VmRecoveryState {
+  /** A recovery was started and not finished: recover() must finish it, not report it done. */
+  inProgress: boolean;
+  snapshotId?: string;
+  /** warm: resumed from the snapshot's memory; cold: booted from the snapshot's disk (memory lost). */
+  path?: "warm" | "cold";
+  /** The host the recovery brought (or is bringing) the VM to. */
+  to?: HostRef;
+  /** Why this path, in one sentence. */
+  reason?: string;
+  /** Set by restoreSnapshot when an earlier run had already finished this recovery. */
+  alreadyRecovered?: boolean;
 }
 
 export interface VmRef {
@@ -105,6 +122,8 @@ export interface RestoreOptions {
   repository: string;
   /** Restore under another name (drills); default the snapshot's VM name. */
   name?: string;
+  /** Proceed although the VM's host is not confirmed down (the caller fenced it). */
+  force?: boolean;
 }
 
 export interface SnapshotPolicy {

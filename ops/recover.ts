@@ -101,14 +101,20 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
   const current = await backend.findVm(vm, opts.hosts.filter((h) => alive.get(h)));
   log("locate", `hosts: ${opts.hosts.map((h) => `${h}=${alive.get(h) ? "up" : "down"}`).join(", ")}; VM ${current ? `${current.state} on ${current.host}` : "not found on any live host"}`);
 
-  if (!drill && current && (current.state === "running" || current.state === "paused")) {
+  // A recovery the backend recorded as started but not finished (CloudStack: the VM's
+  // `restoring` tag) is finished - from the same snapshot, onto the same host - not reported done.
+  const unfinished = !drill && current?.recovery?.inProgress ? current.recovery : undefined;
+  if (unfinished) log("locate", `an interrupted recovery from snapshot ${unfinished.snapshotId} onto ${unfinished.to ?? current?.host}: finishing it`);
+  if (!drill && !unfinished && current && (current.state === "running" || current.state === "paused")) {
     if (current.host !== primary && !opts.force) {
-      // Already recovered (a second run, or someone else did it): nothing to do.
-      log("done", `${vm} already runs on ${current.host}`);
+      // Already recovered (a second run, or someone else did it): nothing to do. The path is the
+      // one the backend recorded; libvirt records none: memory snapshots restore warm there.
       const prot = current.protection?.lastRecovery;
+      const path = current.recovery?.path ?? "warm";
+      log("done", `${vm} already runs on ${current.host} (${path}${current.recovery?.reason ? `: ${current.recovery.reason}` : ""})`);
       return {
-        vm, restoredAs: vm, from: prot?.from ?? primary, to: current.host, snapshotId: prot?.snapshotId ?? "", snapshotCreatedAt: "",
-        rpoSeconds: 0, restoreSeconds: (Date.now() - started) / 1000, path: "warm", alreadyRecovered: true, events,
+        vm, restoredAs: vm, from: prot?.from ?? primary, to: current.host, snapshotId: prot?.snapshotId ?? current.recovery?.snapshotId ?? "", snapshotCreatedAt: "",
+        rpoSeconds: 0, restoreSeconds: (Date.now() - started) / 1000, path, alreadyRecovered: true, events,
       };
     }
     if (!opts.force) {
@@ -119,14 +125,15 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
   }
 
   // select-snapshot
-  const snapshot = await selectSnapshot(backend, vm, opts.repository, opts.snapshotId, (s) => log("select-snapshot", s));
+  const snapshot = await selectSnapshot(backend, vm, opts.repository, opts.snapshotId ?? unfinished?.snapshotId, (s) => log("select-snapshot", s));
   const rpoSeconds = (started - Date.parse(snapshot.createdAt)) / 1000;
   log("select-snapshot", `${snapshot.id} taken ${snapshot.createdAt} on ${snapshot.host} (${rpoSeconds.toFixed(1)} s before recovery started)`);
 
   // pick the target: requested, else the first live recovery host that is not where the VM failed
-  const failedHost = current?.host ?? snapshot.host;
+  const failedHost = unfinished ? snapshot.host : current?.host ?? snapshot.host;
   const target =
     opts.to ??
+    unfinished?.to ??
     recoveryHosts.find((h) => alive.get(h) && h !== failedHost) ??
     (drill ? opts.hosts.find((h) => alive.get(h)) : undefined);
   if (!target) throw new RecoveryRefused(`no healthy recovery host for ${vm} among ${recoveryHosts.join(", ") || "(none)"}`);
@@ -134,9 +141,10 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
 
   // restore (a stale, stopped definition on the target is replaced by the backend)
   log("restore", `restoring ${snapshot.id} as ${targetName} on ${target}`);
-  let info: VmInfo = await backend.restoreSnapshot(snapshot, target, { repository: opts.repository, name: targetName });
-  // CloudStack chooses warm (revert to a memory snapshot) or cold (redeploy from a backup) itself.
-  const backendPath = (info as VmInfo & { recovery?: { path?: "warm" | "cold" } }).recovery?.path;
+  let info: VmInfo = await backend.restoreSnapshot(snapshot, target, { repository: opts.repository, name: targetName, force: opts.force });
+  // CloudStack decides warm (revert to a memory snapshot) or cold (redeploy from a backup) by what happens.
+  const backendPath = info.recovery?.path;
+  if (info.recovery?.reason) log("restore", `${info.recovery.path} path: ${info.recovery.reason}`);
 
   // verify: running now and still running a moment later (not crashed on resume)
   await sleep(opts.verifyMs ?? 3000);

@@ -2,8 +2,9 @@
  * CloudStackBackend: the Backend interface mapped onto real CloudStack API commands.
  *
  * - Hosts (HostRef) are CloudStack host ids; placing a VM on one (hostid) needs a root-admin key.
- * - VMs are found by name (CloudStack `name`, or `displayname` when the name is not a valid
- *   host name). The protection record is stored on the VM as resource tags (tags.ts).
+ * - VMs are found by name: CloudStack's `name` filter (the host name, exact) when the name is a
+ *   valid host name, else `keyword` with an exact display-name match (resources.vmsNamed). The
+ *   protection record and the recovery record are stored on the VM as resource tags (tags.ts).
  * - Snapshots: createVMSnapshot with snapshotmemory=true (CloudStack needs the VM Running; on
  *   KVM a running VM cannot have a disk-only VM snapshot). repository "primary" keeps only the
  *   VM snapshot (internal to the qcow2 on primary storage, enough for warm recovery while that
@@ -12,26 +13,27 @@
  *   kvm.snapshot.enabled), which cold recovery can use after primary storage is lost.
  * - SnapshotRecord.id is the VM snapshot id; location is the backed-up volume snapshot id
  *   when there is one, else the VM snapshot id.
- * - restoreSnapshot chooses warm or cold (recovery.ts) and reports which, with the RPO, on the
- *   returned object's `recovery` field.
+ * - restoreSnapshot is the CloudStack restore step (recovery.ts): warm first, cold from the
+ *   backed-up copy when warm is impossible or fails for a storage reason; the path taken is on the
+ *   returned VmInfo's `recovery`, and on every VmInfo read later (from the VM's tags).
  */
 import type { Backend } from "../backend";
-import type { HostRef, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec, VmState } from "../backend";
+import type { HostRef, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRecoveryState, VmRef, VmSpec, VmState } from "../backend";
 import type { ProtectionRecord } from "../../core/policy";
 import { CloudStackClient, CloudStackClientOptions, CloudStackLogger } from "./client";
 import { CloudStackConfigInput, resolveCloudStackConfig } from "./config";
 import { CloudStackError } from "./errors";
-import { CloudStackResources, CsSnapshot, CsVm, CsVmSnapshot, HOSTNAME_PATTERN, vmLabel } from "./resources";
-import { CloudStackRestoreOptions, RecoveryReport, backupName, recover } from "./recovery";
-import { MARKER_KEY, MARKER_VALUE, isProtectionTagKey, protectionToTags, tagsToProtection } from "./tags";
+import { CloudStackResources, CsHost, CsSnapshot, CsVm, CsVmSnapshot, HOSTNAME_PATTERN, vmLabel } from "./resources";
+import { CloudStackRestoreOptions, backupName, recoveryStateOf, restoreOnCloudStack } from "./recovery";
+import { MARKER_KEY, MARKER_VALUE, RESTORING_KEY, isProtectionTagKey, protectionToTags, tagsToProtection } from "./tags";
 
 export interface CloudStackBackendOptions extends CloudStackClientOptions {
   /** Default zone for VMs whose spec has no cloudstack.zoneId. */
   zone?: string;
 }
 
-/** What restoreSnapshot returns on CloudStack: the VM, plus which path was used and the RPO. */
-export type CloudStackRestoreResult = VmInfo & { recovery: RecoveryReport };
+/** What restoreSnapshot returns on CloudStack: the VM, with the path taken and why on `recovery`. */
+export type CloudStackRestoreResult = VmInfo & { recovery: VmRecoveryState };
 
 const SNAPSHOT_DESCRIPTION = "protected-vm";
 
@@ -105,6 +107,7 @@ export class CloudStackBackend implements Backend {
 
   toVmInfo(vm: CsVm): VmInfo {
     const protection = tagsToProtection(vm.tags);
+    const recovery = recoveryStateOf(vm, protection?.primaryHost);
     return {
       name: vmLabel(vm),
       id: vm.id,
@@ -113,7 +116,23 @@ export class CloudStackBackend implements Backend {
       memoryMiB: Number(vm.memory) || 0,
       vcpus: Number(vm.cpunumber) || 0,
       ...(protection ? { protection } : {}),
+      ...(recovery ? { recovery } : {}),
     };
+  }
+
+  /**
+   * toVmInfo plus what the VM's host says: CloudStack keeps a VM "Running" while its host is
+   * Disconnected, Alert or Down, so such a VM is reported `unknown` - by findVm and
+   * listProtectedVms alike. `hosts` caches host lookups across VMs.
+   */
+  private async vmInfoWithHost(vm: CsVm, hosts = new Map<string, Promise<CsHost | undefined>>()): Promise<VmInfo> {
+    const info = this.toVmInfo(vm);
+    if (vm.state === "Running" && vm.hostid) {
+      if (!hosts.has(vm.hostid)) hosts.set(vm.hostid, this.resources.host(vm.hostid).catch(() => undefined));
+      const h = await hosts.get(vm.hostid);
+      if (!h || h.state !== "Up") info.state = "unknown";
+    }
+    return info;
   }
 
   private async mustFind(ref: VmRef): Promise<CsVm> {
@@ -204,21 +223,14 @@ export class CloudStackBackend implements Backend {
 
   async findVm(name: string, hosts: HostRef[]): Promise<VmInfo | undefined> {
     const vm = await this.pick(name, hosts);
-    if (!vm) return undefined;
-    const info = this.toVmInfo(vm);
-    if (vm.state === "Running" && vm.hostid) {
-      const h = await this.resources.host(vm.hostid).catch(() => undefined);
-      if (h && h.state !== "Up") info.state = "unknown"; // CloudStack still says Running, but its host is gone
-    }
-    return info;
+    return vm ? this.vmInfoWithHost(vm) : undefined;
   }
 
   async listProtectedVms(host: HostRef): Promise<VmInfo[]> {
     const vms = await this.resources.taggedVms(MARKER_KEY, MARKER_VALUE);
-    return vms
-      .filter((v) => v.state !== "Destroyed" && v.state !== "Expunging")
-      .map((v) => this.toVmInfo(v))
-      .filter((i) => i.protection && (i.host === host));
+    const hosts = new Map<string, Promise<CsHost | undefined>>();
+    const infos = await Promise.all(vms.filter((v) => v.state !== "Destroyed" && v.state !== "Expunging").map((v) => this.vmInfoWithHost(v, hosts)));
+    return infos.filter((i) => i.protection && i.host === host);
   }
 
   async setProtection(ref: VmRef, protection: ProtectionRecord): Promise<void> {
@@ -312,7 +324,22 @@ export class CloudStackBackend implements Backend {
     const byName = new Map(backups.map((b) => [b.name, b]));
     // CloudStack's `created` has 1 s resolution; our names carry a millisecond stamp, so they break ties.
     const sorted = [...ours].sort((a, b) => Date.parse(isoDate(b.created)) - Date.parse(isoDate(a.created)) || (b.displayname < a.displayname ? -1 : b.displayname > a.displayname ? 1 : 0));
-    return sorted.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
+    const records = sorted.map((s) => this.toRecord(vm, s, byName.get(backupName(s.id)), repository, Number(root?.size) || 0));
+    // A VM that a cold recovery deployed and has not finished (tag `restoring`) has no snapshots of
+    // its own yet: the one it is being restored from belongs to the lost original. List it too,
+    // so recovery can select it again and finish.
+    const restoring = (vm.tags ?? []).find((t) => t.key === RESTORING_KEY)?.value;
+    if (restoring && !records.some((r) => r.id === restoring)) {
+      const vs = await this.resources.vmSnapshot(restoring).catch(() => undefined);
+      const owner = vs ? await this.resources.vm(vs.virtualmachineid) : undefined;
+      if (vs && owner) {
+        const ownerRoot = await this.resources.rootVolume(owner.id);
+        const backup = await this.resources.snapshotNamed(backupName(vs.id));
+        records.push({ ...this.toRecord(owner, vs, backup, repository, Number(ownerRoot?.size) || 0), vm: vmName });
+        records.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+      }
+    }
+    return records;
   }
 
   async deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void> {
@@ -330,18 +357,17 @@ export class CloudStackBackend implements Backend {
       const backup = await this.resources.snapshotNamed(backupName(snapshot.id));
       return backup?.state === "BackedUp";
     }
-    if (!vs || vs.state !== "Ready") return false;
-    const root = await this.resources.rootVolume(vs.virtualmachineid);
-    if (!root?.storageid) return false;
-    const pool = await this.resources.pool(root.storageid).catch(() => undefined);
-    return pool === undefined ? true : pool.state === "Up"; // a non-admin key cannot see pools: trust the snapshot
+    // CloudStack cannot tell whether the snapshot's primary storage still answers (a pool whose
+    // NFS export is gone stays Up), so this checks what it can: the snapshot is Ready. Recovery
+    // finds out the rest by trying (recovery.ts) and falls back to the backed-up copy.
+    return !!vs && vs.state === "Ready";
   }
 
   async restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions | CloudStackRestoreOptions): Promise<CloudStackRestoreResult> {
     checkRepository(opts.repository);
-    const result = await recover({ res: this.resources, toVmInfo: (vm) => this.toVmInfo(vm), log: this.log }, snapshot, host, opts as CloudStackRestoreOptions);
+    const result = await restoreOnCloudStack({ res: this.resources, toVmInfo: (vm) => this.toVmInfo(vm), log: this.log }, snapshot, host, opts as CloudStackRestoreOptions);
     this.log.info?.(
-      `cloudstack: ${snapshot.vm} recovered on ${host} by the ${result.recovery.path} path from snapshot ${snapshot.id} (RPO ${result.recovery.rpoSeconds} s)`,
+      `cloudstack: ${snapshot.vm} ${result.recovery.alreadyRecovered ? "was already recovered" : "recovered"} on ${result.host} by the ${result.recovery.path} path from snapshot ${snapshot.id}: ${result.recovery.reason}`,
     );
     return result;
   }

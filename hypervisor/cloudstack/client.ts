@@ -12,7 +12,7 @@ import * as http from "http";
 import * as https from "https";
 import { ApiParams, encodeQuery, signRequest } from "./signing";
 import { CloudStackError } from "./errors";
-import { DEFAULT_RETRY_POLICY, RetryPolicy, commandKind, isRetryable, isTransient, withRetry } from "./retry";
+import { DEFAULT_RETRY_POLICY, RetryPolicy, commandKind, isAmbiguous, isRetryable, withRetry } from "./retry";
 
 export interface CloudStackLogger {
   debug?(msg: string): void;
@@ -159,8 +159,9 @@ export class CloudStackClient {
 
   /**
    * A create that must not be repeated blindly. On an ambiguous failure (connection dropped,
-   * timeout, 530) `lookup` is asked whether the resource exists after all; if it does, its
-   * value is returned, otherwise the create is sent again (within the retry policy).
+   * timeout, a proxy's 502-504) `lookup` is asked whether the resource exists after all; if it
+   * does, its value is returned, otherwise the create is sent again (within the retry policy).
+   * A CloudStack answer (530 for vmsnapshot.max, 431...) is final and thrown at once.
    */
   async create<T>(
     attempt: () => Promise<T>,
@@ -172,7 +173,7 @@ export class CloudStackClient {
         try {
           return await attempt();
         } catch (e) {
-          if (e instanceof CloudStackError && !e.jobId && isTransient(e)) {
+          if (isAmbiguous(e)) {
             const found = await lookup();
             if (found !== undefined) {
               this.log.info?.(`cloudstack: ${command} failed ambiguously (${e.errorCode}) but the resource exists; using it`);
@@ -182,7 +183,7 @@ export class CloudStackClient {
           throw e;
         }
       },
-      (e) => e instanceof CloudStackError && !e.jobId && isTransient(e),
+      (e) => isAmbiguous(e) || isRetryable(e, command),
       this.policy,
       (e, n) => this.log.warn?.(`cloudstack: ${command} attempt ${n} failed (${(e as CloudStackError).errorCode}); not found on lookup, sending again`),
     );

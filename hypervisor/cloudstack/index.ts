@@ -14,8 +14,8 @@ export {
   validateCloudStackConfig,
 } from "./config";
 export type { CloudStackConfig, CloudStackConfigInput } from "./config";
-export { chooseRecoveryPath, RecoveryRefusedError } from "./recovery";
-export type { CloudStackRestoreOptions, RecoveryFacts, RecoveryPath, RecoveryReport } from "./recovery";
+export { planRecovery, isStorageFailure, judgeSourceHost, recoveryStateOf, RecoveryRefusedError } from "./recovery";
+export type { CloudStackRestoreOptions, RecoveryFacts, RecoveryPath, RecoveryPlan, SourceHostVerdict } from "./recovery";
 export { toCloudStackSnapshotPolicy } from "./snapshotPolicy";
 export type { CloudStackSnapshotPolicyParams, PolicyMappingOptions, SnapshotPolicyMapping } from "./snapshotPolicy";
 export { commandKind, isRetryable, DEFAULT_RETRY_POLICY } from "./retry";

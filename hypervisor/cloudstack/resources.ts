@@ -116,10 +116,17 @@ export class CloudStackResources {
 
   // ------------------------------------------------------------------ VMs
 
+  /**
+   * The VMs known by `name`. We deploy with host name = name when it is a valid host name, and
+   * always with display name = name. CloudStack's `name` filter compares the host name exactly
+   * (QueryManagerImpl.searchForUserVMIdsAndCount, getHostName() Op.EQ) and never the display
+   * name, so a name that is not a host name (web_1, a.b, 1web) is found with `keyword` (LIKE
+   * %keyword% on display name or host name) and kept only on an exact display-name match.
+   */
   async vmsNamed(name: string): Promise<CsVm[]> {
-    // CloudStack's `name` filter is a substring match: keep exact matches only.
-    const all = await this.client.listAll<CsVm>("listVirtualMachines", "virtualmachine", { name, listall: true });
-    return all.filter((v) => v.name === name || v.displayname === name);
+    const hostName = HOSTNAME_PATTERN.test(name);
+    const all = await this.client.listAll<CsVm>("listVirtualMachines", "virtualmachine", { ...(hostName ? { name } : { keyword: name }), listall: true });
+    return all.filter((v) => (hostName ? v.name === name : v.displayname === name));
   }
 
   async vm(id: string): Promise<CsVm | undefined> {
@@ -407,7 +414,9 @@ export class CloudStackResources {
     } catch (e) {
       // The lost request's job may have finished after our lookup: then the re-sent one is
       // refused as a duplicate, and the tags are exactly what we wanted.
-      if (e instanceof CloudStackError && e.jobId && e.errorCode === 431 && /already/i.test(e.errorText) && (await lookup())) return;
+      // CloudStack reports it as 530 (TaggedResourceManagerImpl.createTags: CloudRuntimeException
+      // "tag ... already on ..."); older versions answered 431.
+      if (e instanceof CloudStackError && e.jobId && (e.errorCode === 530 || e.errorCode === 431) && /already on/i.test(e.errorText) && (await lookup())) return;
       throw e;
     }
   }

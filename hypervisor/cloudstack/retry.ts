@@ -1,13 +1,20 @@
 /**
- * What may be retried, and the p-retry policy that does it.
+ * What may be retried, and the p-retry policy that does it. The rule: retry only what can
+ * succeed on retry.
  *
- * - Reads (list*, query*, get*) are retried on any transient failure.
- * - Commands that converge on a state (start, stop, destroy, delete*, update*, revert...)
- *   are retried on the same failures: doing them twice ends in the same place.
- * - Creates (deploy*, create*, ...) are never repeated blindly. They are retried only when
- *   the failure proves CloudStack never acted (connection refused; "busy, try again later";
- *   rate limit). After an ambiguous failure (connection dropped mid-request, timeout, 530)
- *   the caller must first look the resource up - see `CloudStackClient.create`.
+ * - CloudStack said "try again" (429, "please try again later", another task is running on the
+ *   resource): every command kind is sent again.
+ * - Reads (list*, query*, get*) are also retried on a transport failure (connection refused or
+ *   dropped, timeout, a proxy's 502/503/504), on a bare HTTP 500 without a CloudStack body, and
+ *   on 530/534 answers (a database or agent blip; reading again changes nothing).
+ * - Commands that converge on a state (start, stop, destroy, delete*, update*, revert...) are
+ *   retried on a transport failure: doing them twice ends in the same place.
+ * - Creates (deploy*, create*, ...) are sent again only when the request certainly never
+ *   reached CloudStack (connection refused, DNS). After an ambiguous failure (connection dropped
+ *   mid-request, timeout, 502-504) `CloudStackClient.create` first looks the resource up.
+ * - A CloudStack answer that is not "try again" - 530 for vmsnapshot.max, 431 for a bad
+ *   parameter, 533 for no capacity - is CloudStack's decision: repeating the same request gets
+ *   the same answer, so it is never retried. Nor is a failed async job (it ran).
  */
 import pRetry = require("p-retry");
 import { CloudStackError } from "./errors";
@@ -22,11 +29,11 @@ export function commandKind(command: string): CommandKind {
   return "create";
 }
 
-/** CloudStack answered, but the answer is "try again": the job queue is busy, or a host/pool blinked. */
+/** CloudStack answered, but the answer is "try again": the job queue is busy, or the rate limit. */
 export function isBusy(e: CloudStackError): boolean {
   return (
-    e.errorCode === 429 ||
-    /try again later|please try again|other active .*tasks|is busy|operation is in progress|concurrent operation/i.test(e.errorText)
+    typeof e.errorCode === "number" &&
+    (e.errorCode === 429 || /try again later|please try again|other active .*tasks|is busy|operation is in progress|concurrent operation/i.test(e.errorText))
   );
 }
 
@@ -35,22 +42,38 @@ export function neverDelivered(e: CloudStackError): boolean {
   return e.errorCode === "NETWORK" && ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"].includes(e.networkCode ?? "");
 }
 
-/** A transient failure: worth another attempt if the command kind allows it. */
-export function isTransient(e: CloudStackError): boolean {
+/** No CloudStack answer arrived: the connection failed, timed out, or a proxy answered 502-504. */
+export function isTransportFailure(e: CloudStackError): boolean {
   if (e.errorCode === "NETWORK" || e.errorCode === "TIMEOUT") return true;
-  if (e.errorCode === "HTTP") return e.httpStatus !== undefined && [502, 503, 504].includes(e.httpStatus);
-  if (e.errorCode === 530 || e.errorCode === 534) return true;
-  return typeof e.errorCode === "number" && isBusy(e);
+  return e.errorCode === "HTTP" && e.httpStatus !== undefined && [502, 503, 504].includes(e.httpStatus);
+}
+
+/** A transient failure of some kind (for callers that only need "was this CloudStack's final word?"). */
+export function isTransient(e: CloudStackError): boolean {
+  return isTransportFailure(e) || isBusy(e);
+}
+
+/**
+ * A create whose answer was lost: CloudStack may or may not have acted, so the resource must be
+ * looked up before the create is sent again (CloudStackClient.create).
+ */
+export function isAmbiguous(e: unknown): e is CloudStackError {
+  return e instanceof CloudStackError && !e.jobId && isTransportFailure(e) && !neverDelivered(e);
 }
 
 /** May this failure of `command` be retried without looking anything up first? */
 export function isRetryable(e: unknown, command: string): boolean {
   if (!(e instanceof CloudStackError)) return false;
   if (e.jobId) return false; // the job ran and failed: repeating is a new decision, not a retry
-  if (!isTransient(e)) return false;
-  const kind = commandKind(command);
-  if (kind !== "create") return true;
-  return neverDelivered(e) || isBusy(e);
+  if (isBusy(e)) return true;
+  switch (commandKind(command)) {
+    case "read":
+      return isTransportFailure(e) || (e.errorCode === "HTTP" && e.httpStatus === 500) || e.errorCode === 530 || e.errorCode === 534;
+    case "converge":
+      return isTransportFailure(e);
+    default:
+      return neverDelivered(e);
+  }
 }
 
 export interface RetryPolicy {

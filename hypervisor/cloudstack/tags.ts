@@ -18,6 +18,10 @@ export const RESTORING_KEY = `${TAG_PREFIX}.restoring`;
 /** Set when a restore has finished: which snapshot, which path, when. */
 export const RESTORED_FROM_KEY = `${TAG_PREFIX}.restored-from`;
 export const RESTORE_PATH_KEY = `${TAG_PREFIX}.restore-path`;
+/** The host a restore brings the VM to (so a re-run finishes it there). */
+export const RESTORE_TO_KEY = `${TAG_PREFIX}.restore-to`;
+/** Why the path was taken (e.g. the warm attempt's failure), at most 255 characters. */
+export const RESTORE_REASON_KEY = `${TAG_PREFIX}.restore-reason`;
 export const MAX_TAG_VALUE = 255;
 
 export interface Tag {

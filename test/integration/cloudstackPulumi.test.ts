@@ -92,6 +92,39 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
     expect(cs.vmByName(vmName)).toBeUndefined();
   });
 
+  test("vmName web_1 (not a host name): a second `pulumi up` changes nothing and CloudStack holds one VM", async () => {
+    // CloudStack's name= filter compares host names exactly; web_1 is deployed with a generated
+    // host name and web_1 as display name, and must still be found (by keyword + display name).
+    const name = "web_1";
+    cs.setHostState(cs.hostIds[0], "Up"); // the test before left the primary host Down
+    const base = stack();
+    const up = await runCli(["stack", "up", ...base, ...config(cs.secretKey, name)]);
+    outputs.push(up.stdout, up.stderr);
+    expect(up.code).toBe(0);
+    expect(cs.vmsByName(name)).toHaveLength(1);
+    const [vm] = cs.vmsByName(name);
+    expect(vm).toMatchObject({ displayname: name, state: "Running", hostid: cs.hostIds[0] });
+    expect(vm.name).not.toBe(name);
+    const deploys = cs.commandCount("deployVirtualMachine");
+
+    const again = await runCli(["stack", "up", ...base]);
+    outputs.push(again.stdout, again.stderr);
+    expect(again.code).toBe(0);
+    expect(again.json.summary.resourceChanges).toEqual({ same: 5 });
+    expect(cs.vmsByName(name)).toHaveLength(1);
+    expect(cs.commandCount("deployVirtualMachine")).toBe(deploys);
+
+    // refresh finds it too (by name, through the same lookup), and destroy removes it
+    const refresh = await runCli(["stack", "refresh", ...base]);
+    expect(refresh.code).toBe(0);
+    const res = await runCli(["stack", "resources", ...base]);
+    const domain = res.json.resources.find((r: any) => r.type === "pulumi-nodejs:dynamic/protected-vm:Domain");
+    expect(domain.outputs).toMatchObject({ vmId: vm.id, currentHost: cs.hostIds[0], state: "running" });
+    const destroy = await runCli(["stack", "destroy", ...base]);
+    expect(destroy.code).toBe(0);
+    expect(cs.vmsByName(name)).toHaveLength(0);
+  });
+
   test("a wrong secret key fails with CloudStack's 401, creates nothing and is never printed", async () => {
     const wrong = `wrong-secret-${runId()}`;
     const base = stack();

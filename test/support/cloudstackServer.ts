@@ -15,9 +15,12 @@
  *   snapshot and a stopped one only to a Disk snapshot; one VM-snapshot task per VM at a time
  *   ("please try again later"); at most vmsnapshot.max (10) VM snapshots; a volume snapshot of
  *   a running KVM VM is refused unless kvm.snapshot.enabled; hostid needs a root admin.
+ *   Each rule that decides whether a VM survives cites the CloudStack source (apache/cloudstack)
+ *   it was read from, beside the code that models it.
  * - Fault hooks: drop the next connection (before or after the command ran), answer the next
- *   request with an error code (530...), fail the next async job, take a host Down, lose a
- *   primary storage pool, slow jobs down.
+ *   request with an error code (530...) or a bare HTTP status, fail the next async job, take a
+ *   host through Disconnected to Down, make a primary pool's NFS export unreachable (the pool
+ *   stays Up, as in CloudStack), slow jobs down.
  * - A guest model: each VM has `memory` and `disk` contents; snapshots capture them, revert
  *   restores both, a (re)start boots with empty memory. Tests read them to check what a user
  *   would see after recovery.
@@ -39,13 +42,21 @@ export interface Host {
   id: string;
   name: string;
   state: "Up" | "Down" | "Disconnected" | "Alert" | "Connecting";
+  /** Every state the host has been in, oldest first (tests check the path a failure took). */
+  history: string[];
   resourcestate: "Enabled" | "Disabled" | "Maintenance" | "PrepareForMaintenance";
   zoneid: string;
 }
 export interface Pool {
   id: string;
   name: string;
-  state: "Up" | "Down" | "Maintenance" | "Disabled";
+  /**
+   * api/src/main/java/com/cloud/storage/StoragePoolStatus.java has no Down: a pool whose NFS
+   * export cannot be reached stays Up in the API; only `reachable` (below) says so.
+   */
+  state: "Up" | "PrepareForMaintenance" | "Maintenance" | "Disabled";
+  /** Whether the NFS export answers (not visible through the API). */
+  reachable: boolean;
   zoneid: string;
 }
 export interface Offering {
@@ -93,7 +104,8 @@ export interface Volume {
   name: string;
   type: "ROOT";
   virtualmachineid?: string;
-  storageid: string;
+  /** Unset while Allocated: the pool is chosen at the VM's first start. */
+  storageid?: string;
   size: number;
   state: string;
   disk: string;
@@ -245,6 +257,7 @@ export class FakeCloudStack {
   private readonly drops: (PendingFault & { afterProcessing: boolean })[] = [];
   private readonly errors: (PendingFault & { code: number; text: string })[] = [];
   private readonly jobFailures: (PendingFault & { code: number; text: string })[] = [];
+  private readonly httpFailures: (PendingFault & { status: number })[] = [];
   private seq = 0;
   url = "";
 
@@ -266,12 +279,12 @@ export class FakeCloudStack {
     this.zones.set(this.zoneId, { id: this.zoneId, name: "zone1", allocationstate: "Enabled", networktype: "Advanced" });
     this.hostIds = ["kvm1", "kvm2", "kvm3"].map((n) => {
       const id = this.newId();
-      this.hosts.set(id, { id, name: n, state: "Up", resourcestate: "Enabled", zoneid: this.zoneId });
+      this.hosts.set(id, { id, name: n, state: "Up", history: ["Up"], resourcestate: "Enabled", zoneid: this.zoneId });
       return id;
     }) as [string, string, string];
     this.poolIds = ["nfs-primary-1", "nfs-primary-2"].map((n) => {
       const id = this.newId();
-      this.pools.set(id, { id, name: n, state: "Up", zoneid: this.zoneId });
+      this.pools.set(id, { id, name: n, state: "Up", reachable: true, zoneid: this.zoneId });
       return id;
     }) as [string, string];
     this.offeringId = this.newId();
@@ -332,10 +345,25 @@ export class FakeCloudStack {
     this.jobFailures.push({ command: opts.command?.toLowerCase(), code: opts.code ?? 530, text: opts.text ?? "Job failed: injected failure" });
   }
 
+  /** Answer the next matching request with a bare HTTP status and no CloudStack body (a proxy's 500). */
+  failNextHttp(opts: { command?: string; status?: number } = {}): void {
+    this.httpFailures.push({ command: opts.command?.toLowerCase(), status: opts.status ?? 500 });
+  }
+
+  /**
+   * Move a host to `state` along the transitions CloudStack allows
+   * (api/src/main/java/com/cloud/host/Status.java, the s_fsm table): a host that stops answering
+   * goes Up -> Disconnected (agent lost) and only then Down, once the HA investigators
+   * (HighAvailabilityManagerImpl, AgentManagerImpl.handleDisconnectWithInvestigation) confirm it
+   * - or Alert when they cannot tell. So setHostState(h, "Down") on an Up host passes through
+   * Disconnected, which `history` records.
+   */
   setHostState(hostId: string, state: Host["state"]): void {
     const h = this.mustHost(hostId);
+    if (h.state === "Up" && (state === "Down" || state === "Alert")) h.history.push("Disconnected");
     h.state = state;
-    if (state !== "Up" && this.stopVmsOnHostDown) {
+    h.history.push(state);
+    if (state === "Down" && this.stopVmsOnHostDown) {
       for (const vm of this.vms.values()) {
         if (vm.hostid === hostId && vm.state === "Running") {
           vm.state = "Stopped";
@@ -347,17 +375,31 @@ export class FakeCloudStack {
     }
   }
 
-  /** Primary storage pool goes away (default: the first pool, where new VMs land). */
+  /**
+   * The NFS export behind a primary pool stops answering (default: the first pool, where new VMs
+   * land). CloudStack keeps the pool Up (StoragePoolStatus has no Down); what fails is every
+   * operation that touches its volumes: starts (533), VM snapshots, reverts and backups (530).
+   */
   losePrimaryStorage(poolId: string = this.poolIds[0]): void {
     const p = this.pools.get(poolId);
     if (!p) throw new Error(`no pool ${poolId}`);
-    p.state = "Down";
+    p.reachable = false;
+  }
+
+  restorePrimaryStorage(poolId: string = this.poolIds[0]): void {
+    const p = this.pools.get(poolId);
+    if (!p) throw new Error(`no pool ${poolId}`);
+    p.reachable = true;
   }
 
   // ---------------------------------------------------------------- guest model helpers
 
   vmByName(name: string): Vm | undefined {
     return [...this.vms.values()].find((v) => (v.name === name || v.displayname === name) && v.state !== "Expunging" && v.state !== "Destroyed");
+  }
+  /** Every live VM with this display name or host name (a test counts copies). */
+  vmsByName(name: string): Vm[] {
+    return [...this.vms.values()].filter((v) => (v.name === name || v.displayname === name) && v.state !== "Expunging" && v.state !== "Destroyed");
   }
   writeGuestMemory(vmId: string, text: string): void {
     this.mustVm(vmId).guestMemory = text;
@@ -454,6 +496,15 @@ export class FakeCloudStack {
       return;
     }
     const admin = this.keys.get(v.apiKey)!.admin;
+
+    const httpIdx = this.httpFailures.findIndex((e) => !e.command || e.command === lc);
+    if (httpIdx >= 0) {
+      const f = this.httpFailures.splice(httpIdx, 1)[0];
+      record.status = f.status;
+      res.writeHead(f.status, { "Content-Type": "text/html", Connection: "close" });
+      res.end(`<html><body><h1>${f.status}</h1></body></html>`);
+      return;
+    }
 
     const errIdx = this.errors.findIndex((e) => !e.command || e.command === lc);
     if (errIdx >= 0) {
@@ -614,27 +665,64 @@ export class FakeCloudStack {
     return vm;
   }
 
-  private firstUpPool(): Pool | undefined {
-    return [...this.pools.values()].find((x) => x.state === "Up");
+  /**
+   * A pool the planner may put a new volume on: Up in the API. The first start on a pool whose
+   * export does not answer fails on the host, and VirtualMachineManagerImpl.orchestrateStart
+   * (engine/orchestration/.../VirtualMachineManagerImpl.java) plans again with that pool in the
+   * avoid set, so a new volume ends up on a pool that works when there is one.
+   */
+  private poolForNewVolume(): Pool | undefined {
+    return [...this.pools.values()].find((x) => x.state === "Up" && x.reachable);
   }
 
-  /** Where a VM would start: the requested host if usable, else the first usable host. */
-  private placement(cmd: string, vm: Vm, hostid?: string): Host {
-    const root = [...this.volumes.values()].find((x) => x.virtualmachineid === vm.id);
-    const pool = root ? this.pools.get(root.storageid) : this.firstUpPool();
-    const usable = (h: Host) => h.state === "Up" && h.resourcestate === "Enabled";
-    if (!pool || pool.state !== "Up") {
-      throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}","name":"${vm.name}"}: no storage pool reachable for its volumes`);
+  /**
+   * server/src/main/java/com/cloud/vm/UserVmManagerImpl.java (startVirtualMachine): a host
+   * given with hostid must be Up and Enabled, else InvalidParameterValueException (431) "...
+   * host is not in the right state" - CloudStack does not fall back to another host.
+   */
+  private checkDestinationHost(hostid: string): Host {
+    const h = this.hosts.get(hostid);
+    if (!h) throw invalidId("startVirtualMachine", "hostid", hostid);
+    if (h.state !== "Up" || h.resourcestate !== "Enabled") {
+      throw new ApiError(431, `Cannot deploy the VM to specified host ${h.id}, host ${h.name} is not in the right state (${h.state}/${h.resourcestate})`);
     }
-    if (hostid) {
-      const h = this.hosts.get(hostid);
-      if (!h) throw invalidId(cmd, "hostid", hostid);
-      if (!usable(h)) throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}","name":"${vm.name}"}: host ${h.name} is ${h.state}/${h.resourcestate}`);
-      return h;
-    }
-    const h = [...this.hosts.values()].find(usable);
-    if (!h) throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}"}: no host available`);
     return h;
+  }
+
+  /**
+   * Start `vm`: pick the host (the requested one, else the first usable), create its ROOT
+   * volume on a pool at the first start, and fail as CloudStack does when the volume's pool does
+   * not answer: the agent cannot start the guest, every host fails the same way, and
+   * orchestrateStart ends with InsufficientServerCapacityException - errorcode 533.
+   */
+  private bootOn(cmd: string, vm: Vm, hostid?: string): void {
+    const usable = (h: Host) => h.state === "Up" && h.resourcestate === "Enabled";
+    const h = hostid ? this.checkDestinationHost(hostid) : [...this.hosts.values()].find(usable);
+    if (!h) throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}","name":"${vm.name}"}: no host available`);
+    const root = [...this.volumes.values()].find((x) => x.virtualmachineid === vm.id);
+    if (root && !root.storageid) {
+      const pool = this.poolForNewVolume();
+      if (!pool) throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}","name":"${vm.name}"}: no suitable storage pool`);
+      root.storageid = pool.id;
+      root.state = "Ready";
+    }
+    const pool = root?.storageid ? this.pools.get(root.storageid) : undefined;
+    if (root && (!pool || !pool.reachable)) {
+      throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${vm.id}","name":"${vm.name}"}: the host could not start it (its ROOT volume's primary storage ${pool?.name ?? "?"} does not answer)`);
+    }
+    vm.hostid = h.id;
+    vm.state = "Running";
+    vm.guestMemory = "";
+    vm.boots += 1;
+    void cmd;
+  }
+
+  /** The pool of a volume that exists on storage, answering; else the failure CloudStack reports (530). */
+  private liveVolumePool(vol: Volume, what: string): Pool {
+    const pool = vol.storageid ? this.pools.get(vol.storageid) : undefined;
+    if (!pool) throw new ApiError(530, `${what}: volume ${vol.name} is not on any primary storage yet (Allocated)`);
+    if (!pool.reachable) throw new ApiError(530, `${what}: primary storage ${pool.name} is not accessible (libvirt: cannot access storage file on the NFS mount)`);
+    return pool;
   }
 
   private dispatch(lc: string, cmd: string, p: Record<string, string>): Json {
@@ -647,11 +735,11 @@ export class FakeCloudStack {
       }
       case "listhosts": {
         const hs = [...this.hosts.values()].filter((h) => (!p.id || h.id === p.id) && (!p.zoneid || h.zoneid === p.zoneid) && (!p.type || p.type === "Routing"));
-        return this.list(hs.map((h) => ({ ...h, type: "Routing", hypervisor: "KVM", zonename: "zone1" })), "host", p);
+        return this.list(hs.map(({ history: _h, ...h }) => ({ ...h, type: "Routing", hypervisor: "KVM", zonename: "zone1" })), "host", p);
       }
       case "liststoragepools": {
         const ps = [...this.pools.values()].filter((x) => !p.id || x.id === p.id);
-        return this.list(ps.map((x) => ({ ...x, type: "NetworkFilesystem", scope: "ZONE" })), "storagepool", p);
+        return this.list(ps.map(({ reachable: _hidden, ...x }) => ({ ...x, type: "NetworkFilesystem", scope: "ZONE" })), "storagepool", p);
       }
       case "listserviceofferings": {
         const os = [...this.offerings.values()].filter((x) => !p.id || x.id === p.id);
@@ -669,26 +757,29 @@ export class FakeCloudStack {
         const vs = [...this.volumes.values()].filter(
           (x) => (!p.id || x.id === p.id) && (!p.virtualmachineid || x.virtualmachineid === p.virtualmachineid) && (!p.type || x.type === p.type),
         );
-        return this.list(vs.map((x) => ({ id: x.id, name: x.name, type: x.type, virtualmachineid: x.virtualmachineid, storageid: x.storageid, storage: this.pools.get(x.storageid)?.name, size: x.size, state: x.state, created: x.created })), "volume", p);
+        return this.list(
+          vs.map((x) => ({ id: x.id, name: x.name, type: x.type, virtualmachineid: x.virtualmachineid, ...(x.storageid ? { storageid: x.storageid, storage: this.pools.get(x.storageid)?.name } : {}), size: x.size, state: x.state, created: x.created })),
+          "volume",
+          p,
+        );
       }
       case "deployvirtualmachine":
         return this.deploy(lc, cmd, p);
       case "startvirtualmachine": {
         this.need(cmd, p, "id");
         const vm = this.vmFor(cmd, p.id);
-        if (vm.state === "Running") return { jobid: this.startJob(lc, vm.id, () => ({ virtualmachine: this.vmJson(vm) })) };
+        // UserVmManagerImpl.startVirtualMachine: starting a Running VM is a parameter error (431).
+        if (vm.state === "Running") throw new ApiError(431, `The virtual machine ${vm.id} (${vm.displayname}) is already running`);
         if (vm.state !== "Stopped") throw new ApiError(431, `Unable to start VM ${vm.name}: it is in state ${vm.state}`);
+        if (p.hostid) this.checkDestinationHost(p.hostid);
         vm.state = "Starting";
         return {
           jobid: this.startJob(
             lc,
             vm.id,
             () => {
-              const h = this.placement(cmd, vm, p.hostid);
-              vm.state = "Running";
-              vm.hostid = h.id;
-              vm.guestMemory = "";
-              vm.boots += 1;
+              vm.state = "Stopped";
+              this.bootOn(cmd, vm, p.hostid);
               return { virtualmachine: this.vmJson(vm) };
             },
             () => {
@@ -776,16 +867,18 @@ export class FakeCloudStack {
         const vol = this.volumes.get(p.volumeid);
         if (!vol) throw invalidId(cmd, "volumeid", p.volumeid);
         const vm = vol.virtualmachineid ? this.vms.get(vol.virtualmachineid) : undefined;
+        // server/src/main/java/com/cloud/storage/snapshot/SnapshotManagerImpl.java (supportedByHypervisor,
+        // from allocSnapshot): a CloudRuntimeException, so errorcode 530, not 431.
         if (vm && vm.state === "Running" && !this.kvmSnapshotEnabled) {
           throw new ApiError(
-            431,
+            530,
             "KVM Snapshot is not supported for Running VMs. It is disabled by default due to a possible volume corruption in certain cases. To enable it set global settings kvm.snapshot.enabled to True. See the documentation for more details.",
           );
         }
         const s = this.newVolumeSnapshot(vol, p.name ?? `${vol.name}_${Date.now()}`, vol.disk);
         return {
           jobid: this.startJob(lc, s.id, () => {
-            if (this.pools.get(vol.storageid)?.state !== "Up") throw new ApiError(530, "Failed to create snapshot: primary storage is not available");
+            this.liveVolumePool(vol, "Failed to create snapshot");
             s.state = "BackedUp";
             return { snapshot: this.snapJson(s) };
           }, () => (s.state = "Error")),
@@ -896,7 +989,15 @@ export class FakeCloudStack {
       if (vm.state === "Expunging") return false;
       if (p.id && vm.id !== p.id) return false;
       if (!p.id && vm.state === "Destroyed" && p.state !== "Destroyed") return false;
-      if (p.name && !(vm.name.includes(p.name) || vm.displayname.includes(p.name))) return false;
+      // server/src/main/java/com/cloud/api/query/QueryManagerImpl.java, searchForUserVMIdsAndCount:
+      // `name` is compared with the VM's host name (getHostName(), Op.EQ) - exactly, and never
+      // with the display name. `keyword` is a LIKE %keyword% on the display name or the host
+      // name (or the state).
+      if (p.name && vm.name !== p.name) return false;
+      if (p.keyword) {
+        const k = p.keyword.toLowerCase();
+        if (!(vm.displayname.toLowerCase().includes(k) || vm.name.toLowerCase().includes(k) || vm.state.toLowerCase() === k)) return false;
+      }
       if (p.hostid && vm.hostid !== p.hostid) return false;
       if (p.state && vm.state.toLowerCase() !== p.state.toLowerCase()) return false;
       if (p.zoneid && vm.zoneid !== p.zoneid) return false;
@@ -930,6 +1031,7 @@ export class FakeCloudStack {
     if (!tpl) throw invalidId(cmd, "templateid", p.templateid);
     if (!tpl.isready) throw new ApiError(431, `Template ${tpl.id} has not been completely downloaded to zone ${p.zoneid}`);
     if (p.hostid && !this.hosts.has(p.hostid)) throw invalidId(cmd, "hostid", p.hostid);
+    if (p.hostid && p.startvm !== "false") this.checkDestinationHost(p.hostid);
     if (p.userdata !== undefined && !/^[A-Za-z0-9+/=]*$/.test(p.userdata)) throw new ApiError(431, "User data is not base64 encoded");
     const id = this.newId();
     const name = p.name ?? `VM-${id}`;
@@ -958,15 +1060,13 @@ export class FakeCloudStack {
       lc,
       id,
       () => {
-        const pool = this.firstUpPool();
-        if (!pool) throw new ApiError(533, `Unable to create a deployment for VM instance {"id":"${id}"}: no primary storage available`);
+        // engine/orchestration/src/main/java/org/apache/cloudstack/engine/orchestration/VolumeOrchestrator.java
+        // (allocateTemplatedVolume): the ROOT volume is only a record (Allocated, no pool) until
+        // the VM's first start creates it on a pool the deployment planner picked.
         const volId = this.newId();
-        this.volumes.set(volId, { id: volId, name: `ROOT-${++this.seq}`, type: "ROOT", virtualmachineid: id, storageid: pool.id, size: 8 * 1024 ** 3, state: "Ready", disk: tpl.disk, created: ts() });
+        this.volumes.set(volId, { id: volId, name: `ROOT-${++this.seq}`, type: "ROOT", virtualmachineid: id, size: 8 * 1024 ** 3, state: "Allocated", disk: tpl.disk, created: ts() });
         if (startvm) {
-          const h = this.placement(cmd, vm, p.hostid);
-          vm.hostid = h.id;
-          vm.state = "Running";
-          vm.boots = 1;
+          this.bootOn(cmd, vm, p.hostid);
         } else {
           vm.state = "Stopped";
         }
@@ -1023,7 +1123,7 @@ export class FakeCloudStack {
       virtualmachineid: vm.id,
       zoneid: vm.zoneid,
       disk: "",
-      poolid: root.storageid,
+      poolid: root.storageid ?? "",
     };
     this.vmSnapshots.set(s.id, s);
     const jobid = this.startJob(
@@ -1032,7 +1132,7 @@ export class FakeCloudStack {
       () => {
         const host = vm.hostid ? this.hosts.get(vm.hostid) : undefined;
         if (vm.state === "Running" && (!host || host.state !== "Up")) throw new ApiError(530, `Failed to create Instance Snapshot: host is ${host?.state ?? "unknown"}`);
-        if (this.pools.get(root.storageid)?.state !== "Up") throw new ApiError(530, "Failed to create Instance Snapshot: primary storage is not available");
+        this.liveVolumePool(root, "Failed to create Instance Snapshot");
         s.disk = root.disk;
         if (memory) {
           s.memory = vm.guestMemory;
@@ -1074,7 +1174,7 @@ export class FakeCloudStack {
         vm.id,
         () => {
           s.state = "Ready";
-          if (this.pools.get(s.poolid)?.state !== "Up") throw new ApiError(530, `Failed to revert Instance ${vm.name} to Snapshot ${s.displayname}: primary storage is not available`);
+          this.liveVolumePool(this.rootVolume(vm.id), `Failed to revert Instance ${vm.name} to Snapshot ${s.displayname}`);
           this.rootVolume(vm.id).disk = s.disk;
           if (s.type === "DiskAndMemory") {
             vm.guestMemory = s.memory ?? "";
@@ -1125,7 +1225,7 @@ export class FakeCloudStack {
         lc,
         s.id,
         () => {
-          if (this.pools.get(vol.storageid)?.state !== "Up") throw new ApiError(530, "Failed to create snapshot from Instance Snapshot: primary storage is not available");
+          this.liveVolumePool(vol, "Failed to create snapshot from Instance Snapshot");
           s.state = "BackedUp";
           return { snapshot: this.snapJson(s) };
         },
@@ -1194,8 +1294,11 @@ export class FakeCloudStack {
         for (const id of ids) {
           for (const t of newTags) {
             if (t.value !== undefined && t.value.length > 255) throw new ApiError(431, `Value length for tag ${t.key} exceeds 255 characters`);
+            // server/src/main/java/com/cloud/tags/TaggedResourceManagerImpl.java (createTags): the
+            // unique key is caught as EntityExistsException and rethrown as CloudRuntimeException
+            // "tag %s already on %s with id %s" - errorcode 530, not 431.
             if (this.tags.some((x) => x.resourceid === id && x.resourcetype === rt && x.key === t.key)) {
-              throw new ApiError(431, `tag ${t.key} already on ${rt} with id ${id}`);
+              throw new ApiError(530, `tag ${t.key} already on ${rt} with id ${id}`);
             }
           }
         }

@@ -4,7 +4,7 @@ import { FakeCloudStack } from "../support/cloudstackServer";
 import { captureLog, clientFor, startCloud } from "../support/cloudstack/harness";
 import { CloudStackClient } from "../../hypervisor/cloudstack/client";
 import { CloudStackError } from "../../hypervisor/cloudstack/errors";
-import { commandKind, isRetryable } from "../../hypervisor/cloudstack/retry";
+import { commandKind, isAmbiguous, isRetryable } from "../../hypervisor/cloudstack/retry";
 import { encodeQuery, signRequest } from "../../hypervisor/cloudstack/signing";
 
 let cs: FakeCloudStack;
@@ -228,5 +228,17 @@ describe("retry policy", () => {
     expect(isRetryable(err("NETWORK", { networkCode: "ECONNREFUSED" }), "deployVirtualMachine")).toBe(true);
     expect(isRetryable(new CloudStackError({ command: "x", errorCode: 530, errorText: "please try again later" }), "createVMSnapshot")).toBe(true);
     expect(isRetryable(err(530, { jobId: "j" }), "stopVirtualMachine")).toBe(false);
+  });
+
+  test("only what can succeed on retry: a bare HTTP 500 for reads only; a CloudStack 530 answer to a create or a converging command is final", () => {
+    expect(isRetryable(err("HTTP", { httpStatus: 500 }), "listVirtualMachines")).toBe(true);
+    expect(isRetryable(err("HTTP", { httpStatus: 500 }), "createVMSnapshot")).toBe(false);
+    expect(isRetryable(err("HTTP", { httpStatus: 500 }), "startVirtualMachine")).toBe(false);
+    expect(isRetryable(new CloudStackError({ command: "x", errorCode: 530, errorText: "a Instance can just have : 10 Instance Snapshots. Please delete old ones" }), "createVMSnapshot")).toBe(false);
+    expect(isRetryable(err(530), "startVirtualMachine")).toBe(false);
+    expect(isRetryable(err("TIMEOUT"), "startVirtualMachine")).toBe(true);
+    expect(isAmbiguous(err("TIMEOUT"))).toBe(true); // a create's answer lost: look it up first
+    expect(isAmbiguous(err(530))).toBe(false);
+    expect(isAmbiguous(err("NETWORK", { networkCode: "ECONNREFUSED" }))).toBe(false); // never arrived: just send again
   });
 });

@@ -7,7 +7,7 @@ import {
 } from "../../hypervisor/cloudstack/config";
 import { toCloudStackSnapshotPolicy } from "../../hypervisor/cloudstack/snapshotPolicy";
 import { protectionToTags, tagsToProtection, MAX_TAG_VALUE } from "../../hypervisor/cloudstack/tags";
-import { chooseRecoveryPath, RecoveryFacts } from "../../hypervisor/cloudstack/recovery";
+import { planRecovery, RecoveryFacts } from "../../hypervisor/cloudstack/recovery";
 import { CloudStackBackend } from "../../hypervisor/cloudstack/backend";
 import { withPolicyDefaults, ProtectionRecord } from "../../core/policy";
 import { clientFor, startCloud } from "../support/cloudstack/harness";
@@ -118,16 +118,18 @@ describe("protection record as tags", () => {
 });
 
 describe("warm or cold", () => {
-  const all: RecoveryFacts = { sameVm: true, vmExists: true, vmSnapshotReady: true, vmSnapshotHasMemory: true, primaryStorageUp: true, backupReady: true };
-  test("warm whenever it can; cold when primary storage is gone; an error that says why when neither", () => {
-    expect(chooseRecoveryPath(all).path).toBe("warm");
-    expect(chooseRecoveryPath({ ...all, primaryStorageUp: false }).path).toBe("cold");
-    expect(chooseRecoveryPath({ ...all, sameVm: false }).path).toBe("cold");
-    expect(chooseRecoveryPath({ ...all, vmSnapshotHasMemory: false }).path).toBe("cold");
-    const none = chooseRecoveryPath({ ...all, primaryStorageUp: false, backupReady: false });
-    expect(none.path).toBeUndefined();
-    expect(none.reason).toMatch(/primary storage is not reachable.*no backed-up copy/);
-    expect(chooseRecoveryPath({ ...all, prefer: "cold" }).path).toBe("cold");
-    expect(chooseRecoveryPath({ ...all, primaryStorageUp: false, prefer: "warm" })).toMatchObject({ path: undefined, reason: expect.stringMatching(/warm path impossible/) });
+  const all: RecoveryFacts = { sameVm: true, vmExists: true, vmSnapshotReady: true, vmSnapshotHasMemory: true, backupReady: true };
+  test("warm first whenever it can, with cold as the fallback when a backup exists; cold when warm is impossible; an error that says why when neither", () => {
+    expect(planRecovery(all)).toMatchObject({ first: "warm", fallback: "cold" });
+    const noBackup = planRecovery({ ...all, backupReady: false });
+    expect(noBackup.first).toBe("warm");
+    expect("fallback" in noBackup && noBackup.fallback).toBeFalsy();
+    expect(planRecovery({ ...all, sameVm: false }).first).toBe("cold");
+    expect(planRecovery({ ...all, vmSnapshotHasMemory: false }).first).toBe("cold");
+    const none = planRecovery({ ...all, vmExists: false, backupReady: false });
+    expect(none.first).toBeUndefined();
+    expect(none.reason).toMatch(/original VM no longer exists.*no backed-up copy/);
+    expect(planRecovery({ ...all, prefer: "cold" }).first).toBe("cold");
+    expect(planRecovery({ ...all, vmSnapshotReady: false, prefer: "warm" })).toMatchObject({ first: undefined, reason: expect.stringMatching(/warm path impossible/) });
   });
 });
