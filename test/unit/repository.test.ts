@@ -3,11 +3,12 @@
  * corruption detected, crashes never produce a "complete" snapshot, gc removes exactly the
  * unreferenced chunks, retention + delete.
  */
-import { createCipheriv, createHash, randomBytes } from "crypto";
+import { pseudoRandom, tempDirPerTest } from "../support/tempFiles";
+import { randomBytes } from "crypto";
 import { spawnSync } from "child_process";
-import { hostname, tmpdir } from "os";
+import { hostname } from "os";
 import { join } from "path";
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "fs";
 import { chunkBuffer, chunkFile, DEFAULT_CHUNKER, MiB } from "../../repository/chunker";
 import { RepositoryBusyError } from "../../repository/lock";
 import { Manifest } from "../../repository/manifest";
@@ -15,26 +16,8 @@ import { SnapshotCorruptError, SnapshotIncompleteError, SnapshotRepository } fro
 import { snapshotsToDelete } from "../../core/retention";
 
 const PAGE = 4096;
-let work: string;
-
-beforeEach(() => {
-  work = mkdtempSync(join(tmpdir(), "pvm-repo-test-"));
-});
-afterEach(() => {
-  rmSync(work, { recursive: true, force: true });
-});
-
-/** Deterministic pseudo-random bytes (AES-256-CTR keystream), so dedupe ratios are reproducible. */
-function pseudoRandom(size: number, seed: string): Buffer {
-  const key = createHash("sha256").update(seed).digest();
-  return createCipheriv("aes-256-ctr", key, Buffer.alloc(16)).update(Buffer.alloc(size));
-}
-
-function writeTemp(name: string, data: Buffer): string {
-  const p = join(work, name);
-  writeFileSync(p, data);
-  return p;
-}
+const scratch = tempDirPerTest("pvm-repo-test-");
+const writeTemp = scratch.write;
 
 async function snapshot(repo: SnapshotRepository, vm: string, files: Record<string, string>, createdAt?: Date) {
   const p = await repo.begin(vm, { host: "qemu+ssh://host-a/system", includesMemory: "memory" in files, createdAt });
@@ -88,7 +71,7 @@ describe("chunker", () => {
     const zeros = Buffer.alloc(17 * MiB);
     const cuts = chunkBuffer(zeros);
     expect(cuts.map((c) => c.length)).toEqual([4, 4, 4, 4, 1].map((m) => m * MiB));
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const s = await snapshot(repo, "idle", { memory: writeTemp("z", zeros) });
     expect(s.storedBytes).toBe(5 * MiB); // one 4 MiB zero chunk + the 1 MiB tail
   });
@@ -96,7 +79,7 @@ describe("chunker", () => {
 
 describe("SnapshotRepository", () => {
   test("second snapshot of a 64 MiB file with a few changed 4 KiB pages stores only a small fraction; materialize is byte-identical", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const v1 = pseudoRandom(64 * MiB, "v1");
     const xml = Buffer.from("<domain type='kvm'><name>web1</name></domain>\n");
     const memPath = writeTemp("memory.sav", v1);
@@ -125,18 +108,18 @@ describe("SnapshotRepository", () => {
     expect(await repo.listVms()).toEqual(["web1"]);
     expect(await repo.get("web1", s1.id)).toEqual(s1);
 
-    const out1 = await repo.materialize("web1", s1.id, join(work, "restore1"));
-    const out2 = await repo.materialize("web1", s2.id, join(work, "restore2"));
+    const out1 = await repo.materialize("web1", s1.id, join(scratch.dir(), "restore1"));
+    const out2 = await repo.materialize("web1", s2.id, join(scratch.dir(), "restore2"));
     expect(Object.keys(out2).sort()).toEqual(["domain.xml", "memory"]);
     expect(readFileSync(out1.memory).equals(v1)).toBe(true);
     expect(readFileSync(out2.memory).equals(v2)).toBe(true);
     expect(readFileSync(out2["domain.xml"]).equals(xml)).toBe(true);
-    expect(readdirSync(join(work, "restore2")).sort()).toEqual(["domain.xml", "memory"]); // no temp leftovers
+    expect(readdirSync(join(scratch.dir(), "restore2")).sort()).toEqual(["domain.xml", "memory"]); // no temp leftovers
     expect(await repo.verify("web1", s1.id)).toEqual({ ok: true, problems: [] });
   });
 
   test("inserting bytes at the front (shifted offsets) still dedupes most chunks", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const v1 = pseudoRandom(32 * MiB, "insert");
     const path = writeTemp("memory.sav", v1);
     await snapshot(repo, "vm1", { memory: path });
@@ -146,22 +129,22 @@ describe("SnapshotRepository", () => {
     const ratio = s2.storedBytes / s2.bytes;
     console.log(`insert 777 bytes at front: stored ${(s2.storedBytes / MiB).toFixed(2)} MiB of ${(s2.bytes / MiB).toFixed(2)} MiB (ratio ${ratio.toFixed(4)})`);
     expect(ratio).toBeLessThan(0.15);
-    const out = await repo.materialize("vm1", s2.id, join(work, "r"));
+    const out = await repo.materialize("vm1", s2.id, join(scratch.dir(), "r"));
     expect(readFileSync(out.memory).equals(v2)).toBe(true);
   });
 
   test("role names become safe file names (disk:vda -> disk-vda)", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const disk = randomBytes(300_000);
     const s = await snapshot(repo, "vm1", { "disk:vda": writeTemp("vda.qcow2", disk) });
-    const out = await repo.materialize("vm1", s.id, join(work, "r"));
-    expect(out["disk:vda"]).toBe(join(work, "r", "disk-vda"));
+    const out = await repo.materialize("vm1", s.id, join(scratch.dir(), "r"));
+    expect(out["disk:vda"]).toBe(join(scratch.dir(), "r", "disk-vda"));
     expect(readFileSync(out["disk:vda"]).equals(disk)).toBe(true);
     expect(s.includesMemory).toBe(false);
   });
 
   test("a corrupted chunk makes verify fail naming the file and chunk, and materialize refuse", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const s = await snapshot(repo, "vm1", { memory: writeTemp("m", randomBytes(8 * MiB)), "disk:vda": writeTemp("d", randomBytes(2 * MiB)) });
     const m = manifestOf(s.location);
     const mem = m.files.find((f) => f.role === "memory")!;
@@ -178,7 +161,7 @@ describe("SnapshotRepository", () => {
     expect(v.problems[0]).toContain(victim);
     expect(v.problems[0]).toContain("corrupt");
 
-    const dest = join(work, "restore");
+    const dest = join(scratch.dir(), "restore");
     await expect(repo.materialize("vm1", s.id, dest)).rejects.toThrow(SnapshotCorruptError);
     await expect(repo.materialize("vm1", s.id, dest)).rejects.toThrow(/file "memory" chunk 3\/.*corrupt/);
     expect(existsSync(dest) ? readdirSync(dest) : []).toEqual([]); // nothing half-written left
@@ -190,7 +173,7 @@ describe("SnapshotRepository", () => {
   });
 
   test("a manifest left as .tmp (crash before the rename) or a begun snapshot is incomplete and never newestComplete", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const path = writeTemp("m", randomBytes(3 * MiB));
     const old = await snapshot(repo, "vm1", { memory: path }, new Date(Date.now() - 60_000));
     const crashed = await snapshot(repo, "vm1", { memory: path }, new Date(Date.now() - 30_000));
@@ -208,8 +191,8 @@ describe("SnapshotRepository", () => {
     ]);
     expect(list[1].location).toBe(crashed.location + ".tmp");
     expect((await repo.newestComplete("vm1"))?.id).toBe(old.id);
-    await expect(repo.materialize("vm1", crashed.id, join(work, "r"))).rejects.toThrow(SnapshotIncompleteError);
-    await expect(repo.materialize("vm1", begun.id, join(work, "r"))).rejects.toThrow(/incomplete/);
+    await expect(repo.materialize("vm1", crashed.id, join(scratch.dir(), "r"))).rejects.toThrow(SnapshotIncompleteError);
+    await expect(repo.materialize("vm1", begun.id, join(scratch.dir(), "r"))).rejects.toThrow(/incomplete/);
     expect((await repo.verify("vm1", crashed.id)).ok).toBe(false);
 
     // gc refuses to run while a snapshot is being written (shared lock held by `begun`).
@@ -227,7 +210,7 @@ describe("SnapshotRepository", () => {
   });
 
   test("commit verifies before the rename: a chunk lost between write and commit leaves the snapshot incomplete", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const p = await repo.begin("vm1", { host: "h", includesMemory: true });
     const f = await p.addFile("memory", writeTemp("m", randomBytes(2 * MiB)));
     rmSync(join(repo.root, "chunks", f.chunks[0].sha256.slice(0, 2), f.chunks[0].sha256));
@@ -241,7 +224,7 @@ describe("SnapshotRepository", () => {
   });
 
   test("a file that changes while being read is rejected", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const path = writeTemp("m", randomBytes(48 * MiB));
     const p = await repo.begin("vm1", { host: "h", includesMemory: true });
     const adding = p.addFile("memory", path);
@@ -258,7 +241,7 @@ describe("SnapshotRepository", () => {
   });
 
   test("delete + gc removes exactly the chunks no remaining manifest references", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const v1 = randomBytes(16 * MiB);
     const path = writeTemp("m", v1);
     const a = await snapshot(repo, "vm1", { memory: path });
@@ -287,13 +270,13 @@ describe("SnapshotRepository", () => {
     expect(res.bytesDeleted).toBe(onlyA.reduce((s, h) => s + sizeOf.get(h)!, 0));
     expect(storedChunks(repo.root)).toEqual(new Set([...refsB, ...refsOther]));
 
-    const out = await repo.materialize("vm1", b.id, join(work, "r"));
+    const out = await repo.materialize("vm1", b.id, join(scratch.dir(), "r"));
     expect(readFileSync(out.memory).equals(v2)).toBe(true);
     expect((await repo.verify("vm2", other.id)).ok).toBe(true);
   });
 
   test("retention: snapshotsToDelete + delete + gc keeps the newest complete ones and clears old debris", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const now = new Date();
     const hoursAgo = (h: number) => new Date(now.getTime() - h * 3600_000);
     const base = randomBytes(6 * MiB);
@@ -332,7 +315,7 @@ describe("SnapshotRepository", () => {
   });
 
   test("a stale lock left by a dead process does not block gc; a live one does", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     await snapshot(repo, "vm1", { memory: writeTemp("m", randomBytes(MiB)) });
     const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
     const deadPid = Number(child.stdout.toString());
@@ -350,7 +333,7 @@ describe("SnapshotRepository", () => {
   // deleted"), which stopped retention. It is now skipped and reported; other garbage still goes.
   test("a truncated manifest: gc skips and reports it, keeps the chunks still listed in it, and still deletes other garbage", async () => {
     const warnings: string[] = [];
-    const repo = new SnapshotRepository(join(work, "repo"), { onWarning: (m) => warnings.push(m) });
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"), { onWarning: (m) => warnings.push(m) });
     const a = await snapshot(repo, "vm1", { memory: writeTemp("m", randomBytes(2 * MiB)) });
     const b = await snapshot(repo, "vm1", { memory: writeTemp("m2", randomBytes(8 * MiB)) });
     const c = await snapshot(repo, "vm2", { memory: writeTemp("m3", randomBytes(2 * MiB)) });

@@ -2,7 +2,8 @@
  * Issue 14 (points 2-5, 9): a repository that heals, one writer per VM, no debris. Real files in a
  * temp dir (and a real 8 MiB tmpfs for the full-filesystem case); the CLI runs as a process.
  */
-import { createCipheriv, createHash } from "crypto";
+import { pseudoRandom, tempDirPerTest } from "../support/tempFiles";
+import { createHash } from "crypto";
 import { ChildProcess, spawn, spawnSync } from "child_process";
 import { hostname, tmpdir } from "os";
 import { join } from "path";
@@ -19,25 +20,8 @@ import { runCli } from "../support/cli";
 import { PACKAGE_ROOT } from "../../lib/packageRoot";
 
 const PAGE = 4096;
-let work: string;
-
-beforeEach(() => {
-  work = mkdtempSync(join(tmpdir(), "pvm-heal-test-"));
-});
-afterEach(() => {
-  rmSync(work, { recursive: true, force: true });
-});
-
-function pseudoRandom(size: number, seed: string): Buffer {
-  const key = createHash("sha256").update(seed).digest();
-  return createCipheriv("aes-256-ctr", key, Buffer.alloc(16)).update(Buffer.alloc(size));
-}
-
-function writeTemp(name: string, data: Buffer): string {
-  const p = join(work, name);
-  writeFileSync(p, data);
-  return p;
-}
+const scratch = tempDirPerTest("pvm-heal-test-");
+const writeTemp = scratch.write;
 
 async function snapshot(repo: SnapshotRepository, vm: string, files: Record<string, string>) {
   const p = await repo.begin(vm, { host: "qemu+ssh://host-a/system", includesMemory: "memory" in files });
@@ -71,7 +55,7 @@ function flipByte(path: string, at: number): void {
  */
 async function sharedChunkScenario(repo: SnapshotRepository) {
   const base = pseudoRandom(6 * MiB, "shared-base");
-  const memPath = join(work, "memory.sav");
+  const memPath = join(scratch.dir(), "memory.sav");
   const snaps = [];
   for (const [vm, v] of [["vm1", 1], ["vm1", 2], ["vm1", 3], ["vm2", 4]] as const) {
     const img = Buffer.from(base);
@@ -88,7 +72,7 @@ async function sharedChunkScenario(repo: SnapshotRepository) {
 
 describe("a corrupt chunk shared by every snapshot", () => {
   test("verify names every affected snapshot; the next snapshot with that content heals it and all verify again", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const { snaps, victim, memPath, names } = await sharedChunkScenario(repo);
     flipByte(chunkPath(repo, victim), 1000);
 
@@ -104,12 +88,12 @@ describe("a corrupt chunk shared by every snapshot", () => {
     expect(healer.complete).toBe(true);
     expect(repo.chunks.stats.chunksHealed - statsBefore).toBe(1);
     for (const s of [...snaps, healer]) expect(await repo.verify(s.vm, s.id)).toEqual({ ok: true, problems: [] });
-    const out = await repo.materialize("vm1", snaps[0].id, join(work, "restore"));
+    const out = await repo.materialize("vm1", snaps[0].id, join(scratch.dir(), "restore"));
     expect(createHash("sha256").update(readFileSync(out.memory)).digest("hex")).toBe(manifestOf(snaps[0].location).files[0].sha256);
   });
 
   test("a truncated chunk (wrong size) is rewritten by the next snapshot too", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const { snaps, victim, memPath } = await sharedChunkScenario(repo);
     writeFileSync(chunkPath(repo, victim), readFileSync(chunkPath(repo, victim)).subarray(0, 1000));
     expect((await repo.verify("vm1", snaps[0].id)).problems[0]).toMatch(/has 1000 bytes/);
@@ -120,7 +104,7 @@ describe("a corrupt chunk shared by every snapshot", () => {
   test("`protected-vm repository check --read-data` finds it (exit 1) and `--repair --source` rewrites it (exit 0), as a process", async () => {
     const main = join(PACKAGE_ROOT, "dist", "cli", "main.js");
     if (!existsSync(main)) throw new Error(`${main} is missing: run npx tsc -p tsconfig.json first`);
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const { snaps, victim, memPath, names } = await sharedChunkScenario(repo);
 
     const clean = await runCli(["repository", "check", "--repository", repo.root, "--read-data", "--json"]);
@@ -149,7 +133,7 @@ describe("a corrupt chunk shared by every snapshot", () => {
   });
 
   test("check --repair without a good source quarantines the affected snapshots (recovery and retention skip them); a later heal restores them", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const { snaps, victim, memPath, names } = await sharedChunkScenario(repo);
     flipByte(chunkPath(repo, victim), 5);
     const out: string[] = [];
@@ -181,7 +165,7 @@ describe("a corrupt chunk shared by every snapshot", () => {
 
 describe("one writer per VM", () => {
   test("a second writer of the same VM waits for the first, then writes; a refusal names the holder; no debris", async () => {
-    const root = join(work, "repo");
+    const root = join(scratch.dir(), "repo");
     const a = new SnapshotRepository(root);
     const b = new SnapshotRepository(root, { writerWaitMs: 0 });
     const c = new SnapshotRepository(root, { writerWaitMs: 20_000 });
@@ -214,7 +198,7 @@ describe("one writer per VM", () => {
   test("a writer process killed mid-take: its lock is taken over and its pending marker cleared by the next take; gc clears others", async () => {
     const compiled = join(PACKAGE_ROOT, "dist", "repository", "repository.js");
     if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run npx tsc -p tsconfig.json first`);
-    const root = join(work, "repo");
+    const root = join(scratch.dir(), "repo");
     const script = `
       const { SnapshotRepository } = require(${JSON.stringify(compiled)});
       new SnapshotRepository(${JSON.stringify(root)}).begin(process.argv[1], { host: "h", includesMemory: true })
@@ -259,7 +243,7 @@ describe("one writer per VM", () => {
 
   test("a step failing after the commit point is a warning, never a failed snapshot", async () => {
     const warnings: string[] = [];
-    const repo = new SnapshotRepository(join(work, "repo"), { onWarning: (m) => warnings.push(m) });
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"), { onWarning: (m) => warnings.push(m) });
     const p = await repo.begin("vm1", { host: "h", includesMemory: true });
     await p.addFile("memory", writeTemp("m", pseudoRandom(MiB, "c")));
     // Make the last step (removing the pending marker) fail: the marker path becomes a non-empty directory.
@@ -279,7 +263,7 @@ describe("one writer per VM", () => {
 
 describe("a failed snapshot removes the chunks only it wrote", () => {
   test("but never a chunk another snapshot in progress deduplicated against: those are left for gc", async () => {
-    const repo = new SnapshotRepository(join(work, "repo"));
+    const repo = new SnapshotRepository(join(scratch.dir(), "repo"));
     const kept = await snapshot(repo, "vm0", { memory: writeTemp("k", pseudoRandom(2 * MiB, "kept")) });
     const file = writeTemp("x", pseudoRandom(3 * MiB, "x"));
     const a = await repo.begin("vm1", { host: "h", includesMemory: true });
