@@ -17,6 +17,8 @@ import { execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { ExecVirsh, VirshError, VirshRunner } from "../hypervisor/libvirt/virsh";
+import { LibvirtBackend } from "../hypervisor/libvirt/backend";
+import { SnapshotRepository } from "../repository/repository";
 
 export interface LabHost {
   /** "a" or "b". */
@@ -273,4 +275,17 @@ export function removeFiles(...files: string[]): void {
       /* best effort */
     }
   }
+}
+
+/**
+ * Removes every trace of a lab test's VM, for afterAll: the VM (with its disk) and any domain
+ * whose name starts with `vm` on both hosts, and all of its snapshots in the shared repository.
+ */
+export async function removeLabVm(lab: LabState, vm: string): Promise<void> {
+  for (const h of [lab.hosts.a, lab.hosts.b]) {
+    await new LibvirtBackend({ pool: h.pool }).deleteVm({ name: vm, host: h.uri }).catch(() => undefined);
+    await cleanupDomains(h.uri, vm);
+  }
+  const repo = new SnapshotRepository(lab.repository);
+  for (const s of await repo.list(vm)) await repo.delete(vm, s.id);
 }

@@ -7,7 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, counters, waitForConsole } from "../../lab/lab";
+import { ensureLab, LabState, removeLabVm, cleanupDomains, counters, waitForConsole } from "../../lab/lab";
 import { failHost, reviveHosts } from "../../lab/hostFailure";
 import { runCli, runId } from "../support/cli";
 import { SnapshotRepository } from "../../repository/repository";
@@ -30,10 +30,8 @@ describe("ProtectedVM on the libvirt lab", () => {
   afterAll(async () => {
     await reviveHosts();
     if (!destroyed) await runCli(["stack", "destroy", ...base]);
-    for (const h of [lab.hosts.a, lab.hosts.b]) await cleanupDomains(h.uri, vmName);
-    const repo = new SnapshotRepository(lab.repository);
-    for (const s of await repo.list(vmName)) await repo.delete(vmName, s.id);
-    await repo.gc({ waitMs: 30_000 }).catch(() => undefined);
+    await removeLabVm(lab, vmName);
+    await new SnapshotRepository(lab.repository).gc({ waitMs: 30_000 }).catch(() => undefined);
   });
 
   test("snapshots, host failure, recovery with memory, refresh, destroy", async () => {

@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, waitForConsole } from "../../lab/lab";
+import { ensureLab, LabState, removeLabVm, waitForConsole } from "../../lab/lab";
 import { runCli, runId } from "../support/cli";
 import { SnapshotRepository } from "../../repository/repository";
 import { pidAlive } from "../../pulumi/providers/schedulerProcessImpl";
@@ -24,9 +24,7 @@ describe("scheduler started by the component", () => {
 
   afterAll(async () => {
     await runCli(["stack", "destroy", ...base]);
-    for (const h of [lab.hosts.a, lab.hosts.b]) await cleanupDomains(h.uri, vmName);
-    const repo = new SnapshotRepository(lab.repository);
-    for (const s of await repo.list(vmName)) await repo.delete(vmName, s.id);
+    await removeLabVm(lab, vmName);
   });
 
   test("up starts it, it snapshots on the policy, destroy stops it", async () => {

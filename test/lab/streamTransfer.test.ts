@@ -5,10 +5,9 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, guestCmdline, waitForCounter, counters, waitForConsole } from "../../lab/lab";
+import { ensureLab, LabState, removeLabVm, guestCmdline, waitForCounter, counters, waitForConsole } from "../../lab/lab";
 import { runId } from "../support/cli";
 import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
-import { SnapshotRepository } from "../../repository/repository";
 import { withPolicyDefaults } from "../../core/policy";
 
 describe("streamed snapshot transfer on the lab", () => {
@@ -20,12 +19,7 @@ describe("streamed snapshot transfer on the lab", () => {
   });
 
   afterAll(async () => {
-    for (const h of [lab.hosts.a, lab.hosts.b]) {
-      await new LibvirtBackend({ pool: h.pool }).deleteVm({ name: vm, host: h.uri }).catch(() => undefined);
-      await cleanupDomains(h.uri, vm);
-    }
-    const repo = new SnapshotRepository(lab.repository);
-    for (const s of await repo.list(vm)) await repo.delete(vm, s.id);
+    await removeLabVm(lab, vm);
   });
 
   test("take on host a and restore on host b through the libvirt connection only", async () => {

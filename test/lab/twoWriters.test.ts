@@ -6,7 +6,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ensureLab, LabState, cleanupDomains, guestCmdline, waitForCounter, counters } from "../../lab/lab";
+import { ensureLab, LabState, removeLabVm, guestCmdline, waitForCounter, counters } from "../../lab/lab";
 import { runCli, runId } from "../support/cli";
 import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
 import { SnapshotRepository } from "../../repository/repository";
@@ -21,12 +21,7 @@ describe("two schedulers on one VM", () => {
   });
 
   afterAll(async () => {
-    for (const h of [lab.hosts.a, lab.hosts.b]) {
-      await new LibvirtBackend({ pool: h.pool }).deleteVm({ name: vm, host: h.uri }).catch(() => undefined);
-      await cleanupDomains(h.uri, vm);
-    }
-    const repo = new SnapshotRepository(lab.repository);
-    for (const s of await repo.list(vm)) await repo.delete(vm, s.id);
+    await removeLabVm(lab, vm);
   });
 
   test("produce no failed snapshot and no debris", async () => {
