@@ -34,7 +34,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { exitCode?: number };
     const code = err instanceof UsageError ? err.exitCode : (err.exitCode ?? 1);
-    if (json) process.stdout.write(JSON.stringify({ ok: false, error: err.message }) + "\n");
+    // An error may carry what was done before it failed (recover: every attempt), for --json readers.
+    const report = (err as { report?: unknown }).report;
+    if (json) process.stdout.write(JSON.stringify({ ok: false, error: err.message, ...(report ? { report } : {}) }) + "\n");
     process.stderr.write(`protected-vm ${name ?? ""}: ${err.message}\n`);
     return code;
   }

@@ -14,6 +14,8 @@ import type {
 
 export type * from "../core/model";
 
+export type Restorability = { ok: true } | { ok: false; reason: string };
+
 export interface Backend {
   readonly kind: BackendKind;
 
@@ -42,6 +44,12 @@ export interface Backend {
   deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void>;
   /** Re-check a snapshot's checksums; false when anything is missing or corrupt. */
   verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean>;
+  /**
+   * Whether the snapshot can be restored on another host on its own: e.g. its disk has no
+   * backing file outside the snapshot. Cheap (reads metadata, restores nothing). Optional: a
+   * backend without it treats every verified snapshot as restorable.
+   */
+  checkRestorable?(snapshot: SnapshotRecord, repository: string): Promise<Restorability>;
   /** Bring the VM up on host from snapshot (memory + disk); returns where it now runs. */
   restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo>;
 }

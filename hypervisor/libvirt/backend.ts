@@ -1,6 +1,7 @@
 /** The libvirt implementation of Backend: composes domains, storage and snapshots over virsh. */
 import type { Backend } from "../backend";
-import type { HostRef, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec } from "../backend";
+import type { HostRef, Restorability, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec } from "../backend";
+import { checkSnapshotRestorable } from "./restorable";
 import type { ProtectionRecord } from "../../core/policy";
 import { SnapshotRepository } from "../../repository/repository";
 import { ExecVirsh, VirshRunner } from "./virsh";
@@ -129,6 +130,11 @@ export class LibvirtBackend implements Backend {
 
   async verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean> {
     return (await new SnapshotRepository(repository).verify(snapshot.vm, snapshot.id)).ok;
+  }
+
+  /** Self-contained: no disk in the snapshot has a backing file (or data file) outside it. */
+  checkRestorable(snapshot: SnapshotRecord, repository: string): Promise<Restorability> {
+    return checkSnapshotRestorable(repository, snapshot);
   }
 
   async restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo> {
