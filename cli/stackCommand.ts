@@ -3,6 +3,7 @@
  * runs a program module (exporting `program`) as an inline Pulumi program against the local
  * file backend. Used by the README's main job, by CI and by the integration tests.
  */
+import * as fs from "fs";
 import * as path from "path";
 import { ConfigMap } from "@pulumi/pulumi/automation";
 import { openStack } from "../pulumi/automation/stack";
@@ -36,14 +37,39 @@ function redactSecrets(v: unknown): unknown {
   return v;
 }
 
-function configFrom(args: ParsedArgs): ConfigMap {
+/**
+ * Plain values come from `--config k=v`; secrets never from the command line (any user can read
+ * a process's arguments with `ps`): `--secret-env k=ENV_VAR` reads the value from the
+ * environment, `--secret-file k=PATH` from a file only its owner can read (one trailing newline
+ * dropped). They reach Pulumi through stdin (pulumi/automation/stack.ts setSecretConfig).
+ */
+export function configFrom(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): ConfigMap {
   const cfg: ConfigMap = {};
-  for (const [key, secret] of [["config", false], ["secret", true]] as const) {
-    for (const kv of args.flags.get(key) ?? []) {
+  if (args.flags.has("secret")) {
+    throw new UsageError("--secret k=v would put the secret in the process arguments, which any user can read with `ps`; use --secret-env k=ENV_VAR (value from the environment) or --secret-file k=PATH (a file with mode 0600)");
+  }
+  const pairs = (key: string) =>
+    (args.flags.get(key) ?? []).map((kv) => {
       const i = kv.indexOf("=");
-      if (i <= 0) throw new UsageError(`--${key} takes key=value, got ${JSON.stringify(kv)}`);
-      cfg[kv.slice(0, i)] = { value: kv.slice(i + 1), secret };
+      if (i <= 0 || i === kv.length - 1) throw new UsageError(`--${key} takes key=${key === "config" ? "value" : key === "secret-env" ? "ENV_VAR" : "PATH"}, got ${key === "config" ? JSON.stringify(kv) : JSON.stringify(kv.slice(0, Math.max(i, 0)) || kv.slice(0, 20))}`);
+      return [kv.slice(0, i), kv.slice(i + 1)] as const;
+    });
+  for (const [k, v] of pairs("config")) cfg[k] = { value: v, secret: false };
+  for (const [k, name] of pairs("secret-env")) {
+    const value = env[name];
+    if (value === undefined || value === "") throw new UsageError(`--secret-env ${k}=${name}: environment variable ${name} is not set`);
+    cfg[k] = { value, secret: true };
+  }
+  for (const [k, file] of pairs("secret-file")) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch (e) {
+      throw new UsageError(`--secret-file ${k}=${file}: ${(e as Error).message}`);
     }
+    if (!st.isFile()) throw new UsageError(`--secret-file ${k}=${file}: not a regular file`);
+    if (st.mode & 0o077) throw new UsageError(`--secret-file ${k}=${file}: mode ${(st.mode & 0o777).toString(8)} lets other users read it; chmod 600 ${file}`);
+    cfg[k] = { value: fs.readFileSync(file, "utf8").replace(/\r?\n$/, ""), secret: true };
   }
   return cfg;
 }
@@ -53,7 +79,7 @@ export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
   const programPath = flag(args, "program");
   const stackName = flag(args, "stack") ?? "dev";
   if (!op || !["up", "preview", "refresh", "destroy", "outputs", "resources"].includes(op)) {
-    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs|resources> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret k=v] [--policy-pack DIR]");
+    throw new UsageError("usage: protected-vm stack <up|preview|refresh|destroy|outputs|resources> --program <module.js> [--stack NAME] [--project NAME] [--config k=v] [--secret-env k=ENV_VAR] [--secret-file k=PATH] [--policy-pack DIR]");
   }
   if (!programPath) throw new UsageError("--program <module.js> is required (a module exporting `program`)");
   const mod = require(path.resolve(programPath));
