@@ -19,8 +19,17 @@ export type Restorability = { ok: true } | { ok: false; reason: string };
 export interface Backend {
   readonly kind: BackendKind;
 
-  /** Define (create) the VM on host and write its protection record; idempotent for an identical spec. */
-  defineVm(spec: VmSpec, host: HostRef): Promise<VmInfo>;
+  /**
+   * Define (create) the VM on host and write its protection record; idempotent for an identical spec.
+   * opts.create: a first creation - storage of that name must not exist yet (it is never reused),
+   * and on failure everything this call made is removed again.
+   */
+  defineVm(spec: VmSpec, host: HostRef, opts?: { create?: boolean }): Promise<VmInfo>;
+  /**
+   * What on host would stop this VM from being created or recovered there (e.g. its storage pool
+   * is missing), each naming the input field; empty when fine. Optional: default no problems.
+   */
+  hostProblems?(host: HostRef, spec: VmSpec): Promise<{ field: string; message: string }[]>;
   startVm(vm: VmRef): Promise<void>;
   /** Stop the VM; force pulls the plug (virsh destroy / forced stop). */
   stopVm(vm: VmRef, opts?: { force?: boolean }): Promise<void>;
