@@ -82,7 +82,7 @@ export class LibvirtBackend implements Backend {
       await this.virsh.run(host, ["pool-info", pool], { timeoutMs: 10_000 });
       return [];
     } catch (e) {
-      return [{ field: "disk.pool", message: `storage pool ${pool} is not usable on ${host}: ${((e as VirshError).stderr || (e as Error).message).trim()}` }];
+      return [{ field: "disk.pool", message: `storage pool ${pool} is not usable on ${host}: ${((e as VirshError).stderr || (e as Error).message).trim().split("\n").pop()}` }];
     }
   }
 
