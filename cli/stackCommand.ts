@@ -98,7 +98,9 @@ export async function stackCommand(args: ParsedArgs): Promise<StackRunResult> {
     const r = await stack.preview({ onOutput, policyPacks, diff: boolFlag(args, "diff") });
     result.changeSummary = r.changeSummary as Record<string, number>;
   } else if (op === "refresh") {
-    const r = await stack.refresh({ onOutput });
+    // runProgram: the program runs too, so the stack outputs (currentHost, newestSnapshotId) are
+    // computed again from the refreshed resources - a plain refresh updates resources only.
+    const r = await stack.refresh({ onOutput, runProgram: true });
     result.summary = brief(r.summary);
     const outs = await stack.outputs();
     result.outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));

@@ -101,6 +101,8 @@ export interface SnapshotRecord {
   live?: boolean;
   /** Wall time of the whole take+commit (ms). */
   durationMs?: number;
+  /** Incomplete only: the process writing it is known to be dead (same machine), so it never completes. */
+  writerGone?: boolean;
 }
 
 export interface RestoreOptions {

@@ -28,7 +28,8 @@ export function snapshotsToDelete(
     if (tooMany || tooOld) doomed.push(s);
   });
   for (const s of byNewest) {
-    if (!s.complete && ageSeconds(s) > INCOMPLETE_GRACE_SECONDS) doomed.push(s);
+    // A take that was killed leaves a pending marker: debris at once when its writer is known dead.
+    if (!s.complete && (s.writerGone || ageSeconds(s) > INCOMPLETE_GRACE_SECONDS)) doomed.push(s);
   }
   return doomed;
 }

@@ -19,6 +19,7 @@ import { open, readdir, readFile, rename, stat } from "fs/promises";
 import { join, resolve } from "path";
 import { hostname } from "os";
 import type { SnapshotRecord } from "../core/model";
+import { pidAlive } from "../lib/pid";
 import { chunkFile, ChunkerParams, DEFAULT_CHUNKER, GEAR_ID, validateParams } from "./chunker";
 import { ChunkStore, sha256 } from "./chunks";
 import { fsyncDir, isErrno, mkdirp, randomHex, statIfExists, unlinkIfExists, writeFileSynced } from "./fsutil";
@@ -583,7 +584,9 @@ export class SnapshotRepository {
     }
     if (has.pending) {
       const marker = await readPending(pendingPath);
-      if (marker || (await statIfExists(pendingPath))) return incompleteRecord(vm, id, pendingPath, marker);
+      // A marker of a process on this machine that no longer runs: a killed take, never completed.
+      const writerGone = !!marker && marker.hostname === hostname() && !pidAlive(marker.pid);
+      if (marker || (await statIfExists(pendingPath))) return { ...incompleteRecord(vm, id, pendingPath, marker), ...(writerGone ? { writerGone } : {}) };
     }
     return undefined;
   }

@@ -81,8 +81,14 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
     expect(after.hostid).toBe(cs.hostIds[1]);
     expect(after.guestMemory).toBe("counter=42"); // resumed from the snapshot's memory, not rebooted
 
-    const refresh = await runCli(["stack", "refresh", ...base]);
+    const refresh = await runCli(["stack", "refresh", ...base], keyEnv(cs.secretKey));
     expect(refresh.code).toBe(0);
+    // The stack outputs follow the refreshed resources, not only the resources' state.
+    expect(refresh.json.outputs.currentHost).toBe(cs.hostIds[1]);
+    expect(refresh.json.outputs.newestSnapshotId).toBeTruthy();
+    expect(refresh.json.outputs.newestSnapshotId).not.toBe(up.json.outputs.newestSnapshotId); // the scheduler's, newer than the baseline
+    const outs = await runCli(["stack", "outputs", ...base]);
+    expect(outs.json.outputs.currentHost).toBe(cs.hostIds[1]);
     const res = await runCli(["stack", "resources", ...base]);
     const domain = res.json.resources.find((r: any) => r.type === "pulumi-nodejs:dynamic/protected-vm:Domain");
     expect(domain.outputs.currentHost).toBe(cs.hostIds[1]);
