@@ -135,8 +135,8 @@ describe("policy pack in pulumi preview --policy-pack", () => {
     const r = await preview(violationsProgram, "policy-violations", `adv-${id}`, { repository, localRepository, "protected-vm:warmRecovery": '["pv-cold-db"]' }, {
       ...levels,
       "pv-retention": { enforcementLevel: "advisory", minSnapshots: 2, minOldestAgeSeconds: 600 },
-      // The shared repository holds 5 VMs (6304 MiB worst case), the local one 1 (1920 MiB).
-      "pv-repository-quota": { enforcementLevel: "advisory", quotaMiB: 5000 },
+      // The shared repository holds 4 VMs (4384 MiB worst case), the local one 1 (1920 MiB).
+      "pv-repository-quota": { enforcementLevel: "advisory", quotaMiB: 4000 },
     });
     expect(r.error).toBeUndefined();
     expect(r.ok).toBe(true);
@@ -147,7 +147,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
     expect(retention.some((v) => /only guarantees a snapshot 330 s old/.test(v.message))).toBe(true);
     const quota = r.violations.filter((v) => v.policyName === "pv-repository-quota");
     expect(quota).toHaveLength(1);
-    expect(quota[0].message).toMatch(/repository .*repo-.* is shared by 5 protected VM\(s\) whose retained snapshots need up to 6304 MiB.*over its quota of 5000 MiB/);
+    expect(quota[0].message).toMatch(/repository .*repo-.* is shared by 4 protected VM\(s\) whose retained snapshots need up to 4384 MiB.*over its quota of 4000 MiB/);
   });
 
   test("the CLI: protected-vm stack preview --policy-pack fails (exit 1) with the rule and resource in its output", async () => {
