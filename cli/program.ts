@@ -106,7 +106,9 @@ export function runAction<A extends unknown[]>(ctx: CliContext, name: string, fn
       const err = e as Error;
       const code = exitCodeOf(e);
       const kind = code === EXIT.refused ? "refused" : code === EXIT.usage ? "usage" : "failed";
-      if (json) await writeOut(ctx.stdout, JSON.stringify({ ok: false, refused: code === EXIT.refused, error: err.message, exitCode: code }) + "\n");
+      // An error may carry what was done before it failed (recover: every attempt), for --json readers.
+      const report = (err as { report?: unknown }).report;
+      if (json) await writeOut(ctx.stdout, JSON.stringify({ ok: false, refused: code === EXIT.refused, error: err.message, exitCode: code, ...(report ? { report } : {}) }) + "\n");
       await writeOut(ctx.stderr, `protected-vm ${name}: ${kind}: ${err.message}\n`);
       if (code === EXIT.usage) await writeOut(ctx.stderr, `(see: protected-vm ${name} --help)\n`);
       if (code === EXIT.failed && ctx.env.PROTECTED_VM_DEBUG && err.stack) await writeOut(ctx.stderr, err.stack + "\n");

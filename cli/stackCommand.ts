@@ -4,8 +4,9 @@
  * file backend. Used by the README's main job, by CI and by the integration tests.
  * Pulumi's own progress goes to stderr (unless --quiet); the summary, as JSON, to stdout.
  */
+import * as fs from "fs";
 import * as path from "path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { openStack, type ConfigMap } from "../pulumi/automation/stack";
 import { EXIT } from "../core/errors";
 import { CliContext, UsageError, collectList, collectRaw, runAction } from "./program";
@@ -38,26 +39,62 @@ function redactSecrets(v: unknown): unknown {
   return v;
 }
 
-function configFrom(opts: StackOptions): ConfigMap {
+/** The config options of a stack command, as commander parses them. */
+export interface ConfigOptions {
+  config?: string[];
+  /** Refused: a secret value on the command line. */
+  secret?: string[];
+  secretEnv?: string[];
+  secretFile?: string[];
+}
+
+/**
+ * Plain values come from `--config k=v`; secrets never from the command line (any user can read
+ * a process's arguments with `ps`): `--secret-env k=ENV_VAR` reads the value from the
+ * environment, `--secret-file k=PATH` from a file only its owner can read (one trailing newline
+ * dropped). They reach Pulumi through stdin (pulumi/automation/stack.ts setSecretConfig).
+ */
+export function configFrom(opts: ConfigOptions, env: NodeJS.ProcessEnv = process.env): ConfigMap {
   const cfg: ConfigMap = {};
-  for (const [key, secret, values] of [["config", false, opts.config], ["secret", true, opts.secret]] as const) {
-    for (const kv of values ?? []) {
+  if (opts.secret?.length) {
+    throw new UsageError("--secret k=v would put the secret in the process arguments, which any user can read with `ps`; use --secret-env k=ENV_VAR (value from the environment) or --secret-file k=PATH (a file with mode 0600)");
+  }
+  const pairs = (flag: "config" | "secret-env" | "secret-file", values: string[] | undefined) =>
+    (values ?? []).map((kv) => {
       const i = kv.indexOf("=");
-      if (i <= 0) throw new UsageError(`--${key} takes key=value, got ${secret ? "a value without =" : JSON.stringify(kv)}`);
-      cfg[kv.slice(0, i)] = { value: kv.slice(i + 1), secret };
+      if (i <= 0 || i === kv.length - 1) {
+        // Never echo what could be a secret: only the key part of a malformed pair.
+        const shown = flag === "config" ? JSON.stringify(kv) : JSON.stringify(kv.slice(0, Math.max(i, 0)) || kv.slice(0, 20));
+        throw new UsageError(`--${flag} takes key=${flag === "config" ? "value" : flag === "secret-env" ? "ENV_VAR" : "PATH"}, got ${shown}`);
+      }
+      return [kv.slice(0, i), kv.slice(i + 1)] as const;
+    });
+  for (const [k, v] of pairs("config", opts.config)) cfg[k] = { value: v, secret: false };
+  for (const [k, name] of pairs("secret-env", opts.secretEnv)) {
+    const value = env[name];
+    if (value === undefined || value === "") throw new UsageError(`--secret-env ${k}=${name}: environment variable ${name} is not set`);
+    cfg[k] = { value, secret: true };
+  }
+  for (const [k, file] of pairs("secret-file", opts.secretFile)) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch (e) {
+      throw new UsageError(`--secret-file ${k}=${file}: ${(e as Error).message}`);
     }
+    if (!st.isFile()) throw new UsageError(`--secret-file ${k}=${file}: not a regular file`);
+    if (st.mode & 0o077) throw new UsageError(`--secret-file ${k}=${file}: mode ${(st.mode & 0o777).toString(8)} lets other users read it; chmod 600 ${file}`);
+    cfg[k] = { value: fs.readFileSync(file, "utf8").replace(/\r?\n$/, ""), secret: true };
   }
   return cfg;
 }
 
 export type StackOperation = "up" | "preview" | "refresh" | "destroy" | "outputs" | "resources";
 
-interface StackOptions {
+interface StackOptions extends ConfigOptions {
   program: string;
   stack: string;
   project?: string;
-  config?: string[];
-  secret?: string[];
   policyPack?: string[];
   quiet?: boolean;
   diff?: boolean;
@@ -84,7 +121,9 @@ export async function runStack(op: StackOperation, opts: StackOptions, stderr: C
     const r = await stack.preview({ onOutput, policyPacks, diff: !!opts.diff });
     result.changeSummary = r.changeSummary as Record<string, number>;
   } else if (op === "refresh") {
-    const r = await stack.refresh({ onOutput });
+    // runProgram: the program runs too, so the stack outputs (currentHost, newestSnapshotId) are
+    // computed again from the refreshed resources - a plain refresh updates resources only.
+    const r = await stack.refresh({ onOutput, runProgram: true });
     result.summary = brief(r.summary);
     result.outputs = plainOutputs(await stack.outputs());
   } else if (op === "destroy") {
@@ -123,7 +162,10 @@ export function register(program: Command, ctx: CliContext): void {
       .option("--stack <name>", "stack name", "dev")
       .option("--project <name>", "project name (default: the module's directory name)")
       .option("--config <key=value>", "stack config value (repeatable)", collectRaw)
-      .option("--secret <key=value>", "stack config value stored as a Pulumi secret (repeatable)", collectRaw)
+      .option("--secret-env <key=ENV_VAR>", "stack config value stored as a Pulumi secret, read from environment variable ENV_VAR (repeatable)", collectRaw)
+      .option("--secret-file <key=PATH>", "stack config value stored as a Pulumi secret, read from a file of mode 0600 (repeatable)", collectRaw)
+      // Accepted only to refuse it with the reason: a value here would be readable with `ps`.
+      .addOption(new Option("--secret <key=value>").argParser(collectRaw).hideHelp())
       .option("--quiet", "do not stream Pulumi's progress to stderr")
       .option("--json", "print the result as one JSON line");
     if (policy) sub.option("--policy-pack <dir>", "run this policy pack (repeatable)", collectList);

@@ -14,11 +14,22 @@ import type {
 
 export type * from "../core/model";
 
+export type Restorability = { ok: true } | { ok: false; reason: string };
+
 export interface Backend {
   readonly kind: BackendKind;
 
-  /** Define (create) the VM on host and write its protection record; idempotent for an identical spec. */
-  defineVm(spec: VmSpec, host: HostRef): Promise<VmInfo>;
+  /**
+   * Define (create) the VM on host and write its protection record; idempotent for an identical spec.
+   * opts.create: a first creation - storage of that name must not exist yet (it is never reused),
+   * and on failure everything this call made is removed again.
+   */
+  defineVm(spec: VmSpec, host: HostRef, opts?: { create?: boolean }): Promise<VmInfo>;
+  /**
+   * What on host would stop this VM from being created or recovered there (e.g. its storage pool
+   * is missing), each naming the input field; empty when fine. Optional: default no problems.
+   */
+  hostProblems?(host: HostRef, spec: VmSpec): Promise<{ field: string; message: string }[]>;
   startVm(vm: VmRef): Promise<void>;
   /** Stop the VM; force pulls the plug (virsh destroy / forced stop). */
   stopVm(vm: VmRef, opts?: { force?: boolean }): Promise<void>;
@@ -47,6 +58,18 @@ export interface Backend {
   deleteSnapshot(snapshot: SnapshotRecord, repository: string): Promise<void>;
   /** Re-check a snapshot's checksums; false when anything is missing or corrupt. */
   verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean>;
+  /**
+   * Whether the snapshot can be restored on another host on its own: e.g. its disk has no
+   * backing file outside the snapshot. Cheap (reads metadata, restores nothing). Optional: a
+   * backend without it treats every verified snapshot as restorable.
+   */
+  checkRestorable?(snapshot: SnapshotRecord, repository: string): Promise<Restorability>;
   /** Bring the VM up on host from snapshot (memory + disk); returns where it now runs. */
   restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo>;
+  /**
+   * Remove what a failed restoreSnapshot left on host (the half-restored VM and its files), so
+   * recovery can try an older snapshot. Optional: a backend whose restore reuses the VM itself
+   * (CloudStack reverts the same instance) cleans up its own attempts and has nothing to discard.
+   */
+  discardFailedRestore?(vm: VmRef, host: HostRef): Promise<void>;
 }

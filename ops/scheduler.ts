@@ -15,7 +15,7 @@ import { nextIntervalSeconds } from "../core/interval";
 import { pruneSnapshots } from "./prune";
 
 export interface SchedulerEvent {
-  event: "discovered" | "snapshot" | "snapshot-failed" | "snapshot-skipped" | "pruned" | "prune-failed" | "rpo" | "host-down" | "stopped";
+  event: "discovered" | "snapshot" | "snapshot-failed" | "snapshot-skipped" | "pruned" | "prune-failed" | "rpo" | "host-down" | "vm-gone" | "stopped";
   at: string;
   vm?: string;
   host?: string;
@@ -50,6 +50,18 @@ interface Tracked {
   dueAt: number;
   lastSnapshot?: SnapshotRecord;
   lastError?: string;
+  /** Snapshots failed in a row (0 after a success): the retry backs off with it. */
+  failures?: number;
+}
+
+/**
+ * When to try again after `failures` failed snapshots in a row (seconds): the policy's interval
+ * while things work, then doubling up to 10 x maxIntervalSeconds - a VM that cannot be
+ * snapshotted (deleted, broken) used to be retried every minIntervalSeconds forever.
+ */
+export function retryDelaySeconds(failures: number, intervalSeconds: number, policy: { maxIntervalSeconds: number }): number {
+  if (failures <= 0) return intervalSeconds;
+  return Math.min(intervalSeconds * 2 ** failures, Math.max(intervalSeconds, policy.maxIntervalSeconds * 10));
 }
 
 export interface VmStatus {
@@ -100,7 +112,7 @@ export class Scheduler {
           known.protection = vm.protection;
           continue;
         }
-        this.vms.set(vm.name, { name: vm.name, host: vm.host, protection: vm.protection, dueAt: Date.now(), lastSnapshot: known?.lastSnapshot });
+        this.vms.set(vm.name, { name: vm.name, host: vm.host, protection: vm.protection, dueAt: Date.now(), lastSnapshot: known?.lastSnapshot, failures: 0 });
         this.emit("discovered", { vm: vm.name, host: vm.host, policy: vm.protection.policy });
       }
     }
@@ -117,6 +129,7 @@ export class Scheduler {
       record = await backend.takeSnapshot(ref, { includeMemory: policy.includeMemory, repository: policy.repository, live: policy.liveSnapshot ?? "auto" });
       t.lastSnapshot = record;
       t.lastError = undefined;
+      t.failures = 0;
       this.snapshotsTaken++;
       this.emit("snapshot", {
         vm: t.name,
@@ -135,7 +148,14 @@ export class Scheduler {
         this.emit("snapshot-skipped", { vm: t.name, host: t.host, reason: (e as Error).message });
       } else {
         t.lastError = (e as Error).message;
-        this.emit("snapshot-failed", { vm: t.name, host: t.host, error: t.lastError });
+        t.failures = (t.failures ?? 0) + 1;
+        this.emit("snapshot-failed", { vm: t.name, host: t.host, error: t.lastError, failuresInARow: t.failures });
+        if (await this.goneEverywhere(t.name)) {
+          // Deleted (pulumi destroy, virsh undefine): forget it; discovery brings it back if it returns.
+          this.vms.delete(t.name);
+          this.emit("vm-gone", { vm: t.name, host: t.host });
+          return undefined;
+        }
       }
     }
     if (record) {
@@ -154,10 +174,21 @@ export class Scheduler {
     } catch {
       cpu = null;
     }
-    const interval = cpu === null ? policy.minIntervalSeconds : nextIntervalSeconds(cpu, policy);
+    const interval = retryDelaySeconds(t.failures ?? 0, cpu === null ? policy.minIntervalSeconds : nextIntervalSeconds(cpu, policy), policy);
     t.dueAt = Date.now() + interval * 1000;
     this.emit("rpo", { vm: t.name, cpuPercent: cpu === null ? null : Math.round(cpu * 10) / 10, nextIntervalSeconds: Math.round(interval * 10) / 10, rpoSeconds: this.rpoOf(t) });
     return record;
+  }
+
+  /** True only when every watched host answers and none has the VM. */
+  private async goneEverywhere(name: string): Promise<boolean> {
+    const { backend, hosts } = this.opts;
+    try {
+      for (const h of hosts) if (!(await backend.hostAlive(h))) return false;
+      return (await backend.findVm(name, hosts)) === undefined;
+    } catch {
+      return false;
+    }
   }
 
   private rpoOf(t: Tracked): number | null {

@@ -1,14 +1,15 @@
 /** The libvirt implementation of Backend: composes domains, storage and snapshots over virsh. */
 import type { Backend } from "../backend";
-import type { HostRef, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec } from "../backend";
+import type { HostRef, Restorability, RestoreOptions, SnapshotOptions, SnapshotRecord, VmInfo, VmRef, VmSpec } from "../backend";
+import { checkSnapshotRestorable } from "./restorable";
 import type { ProtectionRecord } from "../../core/policy";
 import { SnapshotRepository } from "../../repository/repository";
 import { RepositoryBusyError } from "../../repository/lock";
-import { ExecVirsh, VirshRunner } from "./virsh";
+import { ExecVirsh, VirshError, VirshRunner } from "./virsh";
 import { buildDomainXml } from "./domainXml";
 import { protectionElement } from "./metadata";
 import * as domains from "./domains";
-import { DEFAULT_POOL, ensureDiskVolume, poolDir, volumeNames } from "./storage";
+import { DEFAULT_POOL, ensureDiskVolume, poolDir, volumeExists, volumeNames } from "./storage";
 import { deleteVmStorage, restoreSnapshot, takeSnapshot } from "./snapshots";
 import type { TransferSetting } from "./hostFiles";
 import * as path from "path";
@@ -49,17 +50,41 @@ export class LibvirtBackend implements Backend {
     return path.join(dir, volumeNames.consoleLog(vm.name));
   }
 
-  async defineVm(spec: VmSpec, host: HostRef): Promise<VmInfo> {
+  async defineVm(spec: VmSpec, host: HostRef, opts: { create?: boolean } = {}): Promise<VmInfo> {
     const pool = spec.disk?.pool ?? spec.protection?.pool ?? this.defaultPool;
-    const diskPath = spec.disk
-      ? await ensureDiskVolume(this.virsh, host, pool, volumeNames.disk(spec.name), spec.disk.sizeMiB ?? 64, spec.disk.image)
-      : undefined;
-    const consoleLog = path.join(await poolDir(this.virsh, host, pool), volumeNames.consoleLog(spec.name));
-    const metadataXml = spec.protection ? protectionElement({ ...spec.protection, pool }) : undefined;
-    await domains.defineXml(this.virsh, host, buildDomainXml(spec, { diskPath, consoleLog, metadataXml }));
-    const info = await domains.vmInfo(this.virsh, host, spec.name);
-    if (!info) throw new Error(`defined ${spec.name} on ${host} but libvirt does not list it`);
-    return info;
+    const dir = await poolDir(this.virsh, host, pool);
+    const diskVolume = volumeNames.disk(spec.name);
+    if (opts.create && spec.disk && (await volumeExists(this.virsh, host, pool, diskVolume))) {
+      // A leftover of someone else (or of a create that failed before this fix): never adopt it,
+      // or the VM would start from that disk instead of its image.
+      throw new Error(`disk: volume ${diskVolume} already exists in pool ${pool} on ${host} and this create did not write it; remove it (virsh vol-delete --pool ${pool} ${diskVolume}) or choose another vmName - nothing was created`);
+    }
+    try {
+      const diskPath = spec.disk ? await ensureDiskVolume(this.virsh, host, pool, diskVolume, spec.disk.sizeMiB ?? 64, spec.disk.image) : undefined;
+      const consoleLog = path.join(dir, volumeNames.consoleLog(spec.name));
+      const metadataXml = spec.protection ? protectionElement({ ...spec.protection, pool }) : undefined;
+      await domains.defineXml(this.virsh, host, buildDomainXml(spec, { diskPath, consoleLog, metadataXml }));
+      const info = await domains.vmInfo(this.virsh, host, spec.name);
+      if (!info) throw new Error(`defined ${spec.name} on ${host} but libvirt does not list it`);
+      return info;
+    } catch (e) {
+      if (opts.create) {
+        // Leave nothing half-created: the domain if it got defined, the disk and console log we made.
+        await domains.undefineDomain(this.virsh, host, spec.name).catch(() => undefined);
+        await deleteVmStorage(this.virsh, host, pool, spec.name).catch(() => undefined);
+      }
+      throw e;
+    }
+  }
+
+  async hostProblems(host: HostRef, spec: VmSpec): Promise<{ field: string; message: string }[]> {
+    const pool = spec.disk?.pool ?? spec.protection?.pool ?? this.defaultPool;
+    try {
+      await this.virsh.run(host, ["pool-info", pool], { timeoutMs: 10_000 });
+      return [];
+    } catch (e) {
+      return [{ field: "disk.pool", message: `storage pool ${pool} is not usable on ${host}: ${((e as VirshError).stderr || (e as Error).message).trim().split("\n").pop()}` }];
+    }
   }
 
   startVm(vm: VmRef): Promise<void> {
@@ -75,6 +100,11 @@ export class LibvirtBackend implements Backend {
     await domains.stopDomain(this.virsh, vm.host, vm.name, true);
     await domains.undefineDomain(this.virsh, vm.host, vm.name);
     await deleteVmStorage(this.virsh, vm.host, pool, vm.name);
+  }
+
+  /** A failed restore is a domain and files of its own on the target: remove them like a VM. */
+  discardFailedRestore(vm: VmRef): Promise<void> {
+    return this.deleteVm(vm);
   }
 
   async findVm(name: string, hosts: HostRef[]): Promise<VmInfo | undefined> {
@@ -140,6 +170,11 @@ export class LibvirtBackend implements Backend {
 
   async verifySnapshot(snapshot: SnapshotRecord, repository: string): Promise<boolean> {
     return (await new SnapshotRepository(repository).verify(snapshot.vm, snapshot.id)).ok;
+  }
+
+  /** Self-contained: no disk in the snapshot has a backing file (or data file) outside it. */
+  checkRestorable(snapshot: SnapshotRecord, repository: string): Promise<Restorability> {
+    return checkSnapshotRestorable(repository, snapshot);
   }
 
   async restoreSnapshot(snapshot: SnapshotRecord, host: HostRef, opts: RestoreOptions): Promise<VmInfo> {

@@ -23,6 +23,25 @@ export function transferModeFor(uri: string, setting: TransferSetting = "auto"):
   return isLocalUri(uri) ? "direct" : "stream";
 }
 
+/**
+ * A file we put in a pool belongs to whoever owns the pool directory - the user the hypervisor
+ * runs its guests as (a session daemon's user; root for the system daemon, whose DAC driver hands
+ * disks to its qemu user itself) - readable and writable by that user only (0600). The issue
+ * behind this: restored disks used to be world-writable (0666) and root-owned.
+ */
+export function giveToPoolOwner(file: string, poolDir: string): void {
+  const owner = fs.statSync(poolDir);
+  const st = fs.statSync(file);
+  if (st.uid !== owner.uid || st.gid !== owner.gid) {
+    try {
+      fs.chownSync(file, owner.uid, owner.gid);
+    } catch (e) {
+      throw new Error(`cannot give ${file} to the owner of pool directory ${poolDir} (uid ${owner.uid}): ${(e as Error).message}; run as root or as that user`);
+    }
+  }
+  fs.chmodSync(file, 0o600);
+}
+
 export class HostFiles {
   readonly mode: TransferMode;
   /** Files the daemon wrote since this object was made become volumes after one pool refresh. */
@@ -71,8 +90,7 @@ export class HostFiles {
     const dest = this.hostPath(volName);
     if (this.mode === "direct") {
       fs.renameSync(localPath, dest);
-      // The daemon's QEMU may run as another user (session daemons): let it read and write.
-      fs.chmodSync(dest, 0o666);
+      giveToPoolOwner(dest, this.poolDir);
       return dest;
     }
     await deleteVolume(this.virsh, this.uri, this.pool, volName);

@@ -7,7 +7,8 @@ import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import type { VmSpec } from "../../core/model";
 import { BackendConnection, createBackend } from "../../hypervisor/createBackend";
-import { validateProtection, ValidationError } from "../../core/policy";
+import { MAX_MEMORY_MIB, show, validateProtection, ValidationError } from "../../core/policy";
+import { isLocalUri } from "../../hypervisor/libvirt/hostFiles";
 
 export interface DomainInputs {
   connection: BackendConnection;
@@ -30,11 +31,15 @@ export interface DomainOutputs extends DomainInputs {
 export function domainInputErrors(i: DomainInputs): ValidationError[] {
   const errs: ValidationError[] = [];
   const spec = i.spec ?? ({} as VmSpec);
-  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) errs.push({ field: "memoryMiB", message: `must be a whole number of MiB >= 16, got ${JSON.stringify(spec.memoryMiB)}` });
-  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) errs.push({ field: "vcpus", message: `must be a whole number >= 1, got ${JSON.stringify(spec.vcpus)}` });
-  if (spec.disk?.sizeMiB !== undefined && !(Number.isInteger(spec.disk.sizeMiB) && spec.disk.sizeMiB > 0)) {
-    errs.push({ field: "disk.sizeMiB", message: `must be a whole number of MiB > 0, got ${JSON.stringify(spec.disk.sizeMiB)}` });
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) errs.push({ field: "memoryMiB", message: `must be a whole number of MiB >= 16, got ${show(spec.memoryMiB)}` });
+  else if (spec.memoryMiB > MAX_MEMORY_MIB) {
+    errs.push({ field: "memoryMiB", message: `${spec.memoryMiB} MiB is above ${MAX_MEMORY_MIB} MiB (1 TiB): more than QEMU's default x86 guest address width (phys-bits 40) reaches, and every snapshot would write all of it` });
   }
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) errs.push({ field: "vcpus", message: `must be a whole number >= 1, got ${show(spec.vcpus)}` });
+  if (spec.disk?.sizeMiB !== undefined && !(Number.isInteger(spec.disk.sizeMiB) && spec.disk.sizeMiB > 0)) {
+    errs.push({ field: "disk.sizeMiB", message: `must be a whole number of MiB > 0, got ${show(spec.disk.sizeMiB)}` });
+  }
+  if (i.connection?.kind === "libvirt") errs.push(...managementHostFileErrors(i));
   if (i.connection?.kind === "libvirt" && !spec.disk) errs.push({ field: "disk", message: "a protected libvirt VM needs a disk (snapshots capture memory and disk)" });
   if (spec.protection) {
     errs.push(
@@ -51,31 +56,91 @@ export function domainInputErrors(i: DomainInputs): ValidationError[] {
   if (i.connection?.kind === "cloudstack") {
     const { kind: _kind, ...config } = i.connection;
     const { loadCloudStackConfig, validateCloudStackConfig } = require("../../hypervisor/cloudstack/config") as typeof import("../../hypervisor/cloudstack/config");
-    errs.push(...validateCloudStackConfig(loadCloudStackConfig(config)));
+    const cfg = loadCloudStackConfig(config);
+    errs.push(...validateCloudStackConfig(cfg), ...cleartextEndpointErrors(cfg));
     if (!spec.cloudstack) errs.push({ field: "cloudstack.placement", message: "is required with backend cloudstack (zoneId, serviceOfferingId, templateId)" });
   }
   if (!spec.protection && !spec.name) errs.push({ field: "name", message: "is required" });
   return errs;
 }
 
-/** The repository must be a directory we can write (or create) now, not at the first snapshot. */
+/**
+ * The repository must be an existing directory we can write, now, not at the first snapshot. It
+ * is not created: a repository that is missing is most often shared storage that is not mounted,
+ * and snapshots written to the local disk instead would be lost with the host.
+ */
 export function repositoryErrors(repository: string | undefined): ValidationError[] {
   if (typeof repository !== "string" || repository === "") return [];
+  // Not absolute, or with "..": reported by validateProtection (core/policy repositoryPathErrors).
+  if (!path.isAbsolute(repository) || repository.split("/").includes("..")) return [];
   const field = "snapshotPolicy.repository";
-  if (!path.isAbsolute(repository)) return [{ field, message: `must be an absolute path, got ${JSON.stringify(repository)}` }];
-  let probe = repository;
-  while (!fs.existsSync(probe)) {
-    const up = path.dirname(probe);
-    if (up === probe) break;
-    probe = up;
-  }
+  let st: fs.Stats;
   try {
-    if (!fs.statSync(probe).isDirectory()) return [{ field, message: `${probe} is not a directory` }];
-    fs.accessSync(probe, fs.constants.W_OK | fs.constants.X_OK);
+    st = fs.statSync(repository);
   } catch {
-    return [{ field, message: `${repository} is not writable (checked ${probe})` }];
+    return [{ field, message: `${repository} does not exist on this machine; create it on the shared storage every recovery host reaches (is it mounted?)` }];
+  }
+  if (!st.isDirectory()) return [{ field, message: `${repository} is not a directory` }];
+  try {
+    fs.accessSync(repository, fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    return [{ field, message: `${repository} is not writable` }];
   }
   return [];
+}
+
+/** A readable regular file on this machine, or the reason it is not. */
+function fileProblem(file: string): string | undefined {
+  if (!path.isAbsolute(file)) return `must be an absolute path, got ${JSON.stringify(file)}`;
+  try {
+    if (!fs.statSync(file).isFile()) return `${file} is not a regular file`;
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOENT" ? `${file} does not exist` : `${file} is not readable`;
+  }
+  return undefined;
+}
+
+/**
+ * Files this machine must read: a disk image is uploaded from here (vol-upload), so it is checked
+ * at preview. A kernel/initrd is read by the hypervisor host: checked here only when that host is
+ * this machine (a local libvirt URI); on a remote host `up` finds out.
+ */
+export function managementHostFileErrors(i: DomainInputs): ValidationError[] {
+  const errs: ValidationError[] = [];
+  const image = i.spec?.disk?.image;
+  if (typeof image === "string") {
+    const why = fileProblem(image);
+    if (why) errs.push({ field: "disk.image", message: why });
+  }
+  if (typeof i.host === "string" && isLocalUri(i.host)) {
+    for (const k of ["kernel", "initrd"] as const) {
+      const f = i.spec?.boot?.[k];
+      if (typeof f !== "string") continue;
+      const why = fileProblem(f);
+      if (why) errs.push({ field: `boot.${k}`, message: why });
+    }
+  }
+  return errs;
+}
+
+/**
+ * API keys over plain http can be read by anyone on the path (the key is sent with every
+ * request; the signature lets a listener replay it): refused, except to a loopback address, where
+ * the traffic never leaves this machine (a local proxy, the test server).
+ */
+export function cleartextEndpointErrors(cfg: { endpoint?: unknown; apiKey?: unknown; secretKey?: unknown }): ValidationError[] {
+  if (typeof cfg.endpoint !== "string" || !(cfg.apiKey || cfg.secretKey)) return [];
+  let url: URL;
+  try {
+    url = new URL(cfg.endpoint);
+  } catch {
+    return []; // reported by validateCloudStackConfig
+  }
+  if (url.protocol !== "http:") return [];
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host === "::1" || /^127\./.test(host)) return [];
+  return [{ field: "cloudstack.endpoint", message: `${url.origin} is plain http: the API key would cross the network unencrypted; use https://` }];
 }
 
 export async function check(_olds: DomainInputs, news: DomainInputs): Promise<pulumi.dynamic.CheckResult> {
@@ -109,9 +174,17 @@ function hostsOf(i: DomainInputs & Partial<DomainOutputs>): string[] {
 
 export async function create(inputs: DomainInputs): Promise<pulumi.dynamic.CreateResult> {
   const backend = createBackend(inputs.connection);
-  if (!(await backend.hostAlive(inputs.host))) {
-    throw new Error(`host: cannot reach ${inputs.host}; nothing was created`);
+  // What only the hosts can tell (they answer, the pool is there) is checked before anything is made.
+  const problems: string[] = [];
+  const hosts: [string, string][] = [["host", inputs.host], ...(inputs.recoveryHosts ?? []).map((h, i): [string, string] => [`recoveryHosts[${i}]`, h])];
+  for (const [field, h] of hosts) {
+    if (!(await backend.hostAlive(h))) {
+      problems.push(`${field}: ${h} does not answer`);
+      continue;
+    }
+    for (const p of (await backend.hostProblems?.(h, inputs.spec)) ?? []) problems.push(`${p.field}: ${p.message} (${field})`);
   }
+  if (problems.length) throw new Error(`${problems.join("; ")} - nothing was created`);
   if (inputs.connection.kind === "libvirt") {
     // Never take over (and redefine) a VM this stack did not create.
     const existing = await backend.findVm(inputs.spec.name, [inputs.host]);
@@ -119,7 +192,7 @@ export async function create(inputs: DomainInputs): Promise<pulumi.dynamic.Creat
       throw new Error(`name: a domain named ${inputs.spec.name} already exists on ${inputs.host} (${existing.state}); remove it or choose another vmName - nothing was created`);
     }
   }
-  const info = await backend.defineVm(inputs.spec, inputs.host);
+  const info = await backend.defineVm(inputs.spec, inputs.host, { create: true });
   try {
     if (inputs.running) await backend.startVm({ name: inputs.spec.name, host: inputs.host });
   } catch (e) {
@@ -163,9 +236,9 @@ export async function update(_id: string, olds: DomainOutputs, news: DomainInput
 export async function remove(_id: string, props: DomainOutputs): Promise<void> {
   const backend = createBackend(props.connection);
   // After a recovery a stale copy may be defined on the old host too: remove it wherever it is.
+  // deleteVm also removes the VM's files where no domain is defined (a failed create or restore).
   for (const host of hostsOf(props)) {
     if (!(await backend.hostAlive(host))) continue;
-    const info = await backend.findVm(props.spec.name, [host]);
-    if (info) await backend.deleteVm({ name: props.spec.name, host });
+    if (props.connection.kind === "libvirt" || (await backend.findVm(props.spec.name, [host]))) await backend.deleteVm({ name: props.spec.name, host });
   }
 }

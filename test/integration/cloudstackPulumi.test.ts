@@ -40,15 +40,17 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
     return [
       ...["backend=cloudstack", `endpoint=${cs.url}`, `zoneId=${cs.zoneId}`, `serviceOfferingId=${cs.offeringId}`, `templateId=${cs.templateId}`,
         `primaryHost=${cs.hostIds[0]}`, `recoveryHost=${cs.hostIds[1]}`, "repository=secondary", `vmName=${name}`].flatMap((c) => ["--config", c]),
-      "--secret", `apiKey=${cs.apiKey}`, "--secret", `secretKey=${secretKey}`,
+      // Secrets from the environment, never from argv (which `ps` shows to every user).
+      "--secret-env", "apiKey=PV_TEST_CS_API_KEY", "--secret-env", "secretKey=PV_TEST_CS_SECRET_KEY",
     ];
   }
+  const keyEnv = (secretKey: string) => ({ env: { PV_TEST_CS_API_KEY: cs.apiKey, PV_TEST_CS_SECRET_KEY: secretKey } });
 
   const csEnv = () => ({ CLOUDSTACK_API_URL: cs.url, CLOUDSTACK_API_KEY: cs.apiKey, CLOUDSTACK_SECRET_KEY: cs.secretKey, CLOUDSTACK_ZONE: cs.zoneId });
 
   test("deploy, snapshot, host down, warm recovery, refresh, destroy", async () => {
     const base = stack();
-    const up = await runCli(["stack", "up", ...base, ...config(cs.secretKey)]);
+    const up = await runCli(["stack", "up", ...base, ...config(cs.secretKey)], keyEnv(cs.secretKey));
     outputs.push(up.stdout, up.stderr);
     expect(up.code).toBe(0);
     expect(up.json.outputs.currentHost).toBe(cs.hostIds[0]);
@@ -79,8 +81,14 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
     expect(after.hostid).toBe(cs.hostIds[1]);
     expect(after.guestMemory).toBe("counter=42"); // resumed from the snapshot's memory, not rebooted
 
-    const refresh = await runCli(["stack", "refresh", ...base]);
+    const refresh = await runCli(["stack", "refresh", ...base], keyEnv(cs.secretKey));
     expect(refresh.code).toBe(0);
+    // The stack outputs follow the refreshed resources, not only the resources' state.
+    expect(refresh.json.outputs.currentHost).toBe(cs.hostIds[1]);
+    expect(refresh.json.outputs.newestSnapshotId).toBeTruthy();
+    expect(refresh.json.outputs.newestSnapshotId).not.toBe(up.json.outputs.newestSnapshotId); // the scheduler's, newer than the baseline
+    const outs = await runCli(["stack", "outputs", ...base]);
+    expect(outs.json.outputs.currentHost).toBe(cs.hostIds[1]);
     const res = await runCli(["stack", "resources", ...base]);
     const domain = res.json.resources.find((r: any) => r.type === "pulumi-nodejs:dynamic/protected-vm:Domain");
     expect(domain.outputs.currentHost).toBe(cs.hostIds[1]);
@@ -128,7 +136,7 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
   test("a wrong secret key fails with CloudStack's 401, creates nothing and is never printed", async () => {
     const wrong = `wrong-secret-${runId()}`;
     const base = stack();
-    const up = await runCli(["stack", "up", ...base, ...config(wrong, `${vmName}-bad`)]);
+    const up = await runCli(["stack", "up", ...base, ...config(wrong, `${vmName}-bad`)], keyEnv(wrong));
     outputs.push(up.stdout, up.stderr);
     expect(up.code).toBe(1);
     expect(up.stderr).toMatch(/401/);

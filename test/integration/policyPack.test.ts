@@ -65,14 +65,18 @@ describe("policy pack in pulumi preview --policy-pack", () => {
   // A "shared" repository outside the default local paths (/tmp, /var/lib/libvirt, ...), wherever
   // the checkout is (CI may clone under /tmp, which the rule rightly counts as host-local).
   const repository = path.join("/srv", "protected-vm-policy-test", `repo-${id}`);
+  // A host-local repository that exists (preview refuses a missing one): under /tmp, a default local path.
+  const localRepository = fs.mkdtempSync(path.join(os.tmpdir(), "pv-local-repo-"));
 
   beforeAll(() => {
+    fs.mkdirSync(repository, { recursive: true }); // preview refuses a repository that does not exist
     for (const f of [compliantProgram, violationsProgram, path.join(PACKAGE_ROOT, "dist", "pulumi", "policy", "pack", "index.js")]) {
       if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npx tsc -p . first`);
     }
   });
   afterAll(async () => {
     fs.rmSync(repository, { recursive: true, force: true });
+    fs.rmSync(localRepository, { recursive: true, force: true });
     try {
       fs.rmdirSync(path.dirname(repository)); // only if now empty (another run may be using it)
     } catch {
@@ -101,7 +105,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
       violationsProgram,
       "policy-violations",
       `bad-${id}`,
-      { repository, "protected-vm:warmRecovery": '["pv-cold-db"]' },
+      { repository, localRepository, "protected-vm:warmRecovery": '["pv-cold-db"]' },
       JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, "examples", "policy-violations", "policy-config.json"), "utf8")),
     );
     expect(r.ok).toBe(false);
@@ -111,8 +115,7 @@ describe("policy pack in pulumi preview --policy-pack", () => {
         "pv-vm-protected pv-unprotected mandatory",
         "pv-rpo-target pv-slow-rpo-vm mandatory",
         "pv-retention pv-thin-vm mandatory",
-        "pv-recovery-hosts pv-no-recovery-vm mandatory",
-        "pv-recovery-hosts pv-same-host-vm mandatory",
+        "pv-recovery-hosts pv-one-recovery-vm mandatory",
         "pv-repository-off-host pv-local-repo-vm mandatory",
         "pv-warm-recovery pv-cold-db-vm mandatory",
         `pv-single-repository policy-violations-bad-${id} advisory`,
@@ -129,11 +132,11 @@ describe("policy pack in pulumi preview --policy-pack", () => {
     const levels = Object.fromEntries(
       ["pv-vm-protected", "pv-rpo-target", "pv-retention", "pv-recovery-hosts", "pv-repository-off-host", "pv-warm-recovery", "pv-single-repository", "pv-repository-quota"].map((n) => [n, "advisory"]),
     );
-    const r = await preview(violationsProgram, "policy-violations", `adv-${id}`, { repository, "protected-vm:warmRecovery": '["pv-cold-db"]' }, {
+    const r = await preview(violationsProgram, "policy-violations", `adv-${id}`, { repository, localRepository, "protected-vm:warmRecovery": '["pv-cold-db"]' }, {
       ...levels,
       "pv-retention": { enforcementLevel: "advisory", minSnapshots: 2, minOldestAgeSeconds: 600 },
-      // The shared repository holds 5 VMs (6304 MiB worst case), the local one 1 (1920 MiB).
-      "pv-repository-quota": { enforcementLevel: "advisory", quotaMiB: 5000 },
+      // The shared repository holds 4 VMs (4384 MiB worst case), the local one 1 (1920 MiB).
+      "pv-repository-quota": { enforcementLevel: "advisory", quotaMiB: 4000 },
     });
     expect(r.error).toBeUndefined();
     expect(r.ok).toBe(true);
@@ -144,13 +147,13 @@ describe("policy pack in pulumi preview --policy-pack", () => {
     expect(retention.some((v) => /only guarantees a snapshot 330 s old/.test(v.message))).toBe(true);
     const quota = r.violations.filter((v) => v.policyName === "pv-repository-quota");
     expect(quota).toHaveLength(1);
-    expect(quota[0].message).toMatch(/repository .*repo-.* is shared by 5 protected VM\(s\) whose retained snapshots need up to 6304 MiB.*over its quota of 5000 MiB/);
+    expect(quota[0].message).toMatch(/repository .*repo-.* is shared by 4 protected VM\(s\) whose retained snapshots need up to 4384 MiB.*over its quota of 4000 MiB/);
   });
 
   test("the CLI: protected-vm stack preview --policy-pack fails (exit 1) with the rule and resource in its output", async () => {
     const res = await runCli([
       "stack", "preview", "--program", violationsProgram, "--project", "policy-violations", "--stack", `cli-${id}`,
-      "--policy-pack", PACK, "--config", `repository=${repository}`,
+      "--policy-pack", PACK, "--config", `repository=${repository}`, "--config", `localRepository=${localRepository}`,
     ]);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/\[mandatory\]\s+pv-vm-protected\s+\(pulumi-nodejs:dynamic\/protected-vm:Domain: pv-unprotected\)/);

@@ -48,6 +48,62 @@ describe("validation at preview time", () => {
     await expectRejected(base, config, field);
   });
 
+  // Issue 14, point 6: inputs preview used to accept. Kernel and initrd exist (any readable file
+  // will do for preview), so only the input under test is wrong.
+  const kernelOk = ["kernel=/bin/sh", "initrd=/bin/sh"];
+  test.each([
+    [["repository=/nonexistent/pv-repo"], "snapshotPolicy.repository"],
+    [["repository=REPO/../etc"], "snapshotPolicy.repository"],
+    [["recoveryHost=qemu:///session?socket=/nonexistent/./a-sock"], "recoveryHosts[0]"],
+    [["recoveryHost=qemu+unix:///session?socket=/nonexistent/a-sock"], "recoveryHosts[0]"],
+    [["memoryMiB=100000000"], "memoryMiB"],
+    [["kernel=/nonexistent/vmlinuz"], "boot.kernel"],
+    [["minInterval=Infinity"], "snapshotPolicy.minIntervalSeconds"],
+  ])("component (issue 14): %j -> preview names %s; up creates nothing", async (bad, field) => {
+    const base = stackArgs("dist/examples/protected-vm/index.js", "validation-component");
+    const settings = new Map([`primaryHost=${A}`, `recoveryHost=${B}`, `repository=${repo}`, ...kernelOk, ...bad.map((b) => b.replace("REPO", repo))].map((c) => [c.slice(0, c.indexOf("=")), c] as const));
+    const config = [...settings.values()].flatMap((c) => ["--config", c]);
+    await expectRejected(base, config, field);
+    if (bad[0].startsWith("minInterval")) {
+      const again = await runCli(["stack", "preview", ...base]);
+      expect(again.stderr).toMatch(/got Infinity/);
+    }
+  });
+
+  test("component (issue 14): a CloudStack http:// endpoint with keys -> preview names cloudstack.endpoint; up creates nothing", async () => {
+    const base = stackArgs("dist/examples/protected-vm/index.js", "validation-component");
+    const config = ["backend=cloudstack", "endpoint=http://cloud.example/client/api", "zoneId=z", "serviceOfferingId=o", "templateId=t", "primaryHost=h1", "recoveryHost=h2", "repository=secondary"]
+      .flatMap((c) => ["--config", c]);
+    const env = { PV_TEST_KEY: "key-value-1", PV_TEST_SECRET: "secret-value-1" };
+    const preview = await runCli(["stack", "preview", ...base, ...config, "--secret-env", "apiKey=PV_TEST_KEY", "--secret-env", "secretKey=PV_TEST_SECRET"], { env });
+    expect(preview.code).toBe(1);
+    expect(preview.stderr).toContain("cloudstack.endpoint:");
+    expect(preview.stderr).toMatch(/plain http/);
+    const up = await runCli(["stack", "up", ...base], { env });
+    expect(up.code).toBe(1);
+    const res = await runCli(["stack", "resources", ...base]);
+    expect(res.json.resources.filter((r: any) => r.type.startsWith("pulumi-nodejs:"))).toEqual([]);
+  });
+
+  test("provider check (issue 14): empty recoveryHosts -> preview names recoveryHosts; up creates nothing", async () => {
+    const base = stackArgs(".cache/test-dist/test/support/deferredArgsProgram.js", "validation-deferred");
+    const config = [`primaryHost=${A}`, "recoveryHosts=[]", `policy=${JSON.stringify({ repository: repo })}`].flatMap((c) => ["--config", c]);
+    await expectRejected(base, config, "recoveryHosts");
+  });
+
+  test("a host that does not answer passes preview but fails up before anything is created, naming the host", async () => {
+    const base = stackArgs("dist/examples/protected-vm/index.js", "validation-component");
+    const config = [`primaryHost=${A}`, `recoveryHost=${B}`, `repository=${repo}`, ...kernelOk].flatMap((c) => ["--config", c]);
+    const preview = await runCli(["stack", "preview", ...base, ...config]);
+    expect(preview.code).toBe(0);
+    const up = await runCli(["stack", "up", ...base]);
+    expect(up.code).toBe(1);
+    expect(up.stderr).toMatch(/host: qemu:\/\/\/session\?socket=\/nonexistent\/a-sock does not answer/);
+    expect(up.stderr).toMatch(/nothing was created/);
+    const res = await runCli(["stack", "resources", ...base]);
+    expect(res.json.resources.filter((r: any) => r.type.startsWith("pulumi-nodejs:"))).toEqual([]);
+  });
+
   test.each([
     [{ repository: "/etc/passwd/pv-repo" }, "snapshotPolicy.repository"],
     [{ repository: "REPO", minIntervalSeconds: 120, maxIntervalSeconds: 60 }, "snapshotPolicy.minIntervalSeconds"],

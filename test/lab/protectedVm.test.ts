@@ -100,6 +100,9 @@ describe("ProtectedVM on the libvirt lab", () => {
     await reviveHosts();
     const refresh = await runCli(["stack", "refresh", ...base]);
     expect(refresh.code).toBe(0);
+    // The stack outputs follow too (refresh runs the program), not only the Domain's state.
+    expect(refresh.json.outputs.currentHost).toBe(B.uri);
+    expect(refresh.json.outputs.newestSnapshotId).not.toBe(up.json.outputs.newestSnapshotId);
     const res = await runCli(["stack", "resources", ...base]);
     const domain = res.json.resources.find((r: any) => r.type === "pulumi-nodejs:dynamic/protected-vm:Domain");
     expect(domain.outputs.currentHost).toBe(B.uri);

@@ -1,7 +1,7 @@
 /**
  * A ProtectedVM whose settings arrive as Outputs (as they do when computed from other
  * resources), so the component cannot judge them at construction: the Domain provider's
- * `check` must catch bad values at preview. Config: policy (JSON), primaryHost, recoveryHost, vmName.
+ * `check` must catch bad values at preview. Config: policy (JSON), primaryHost, recoveryHost (or recoveryHosts, JSON), vmName.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ProtectedVM } from "../../pulumi/protectedVm";
@@ -14,7 +14,8 @@ export async function program() {
     memoryMiB: 128,
     disk: { sizeMiB: 16 },
     primaryHost: later(cfg.require("primaryHost")),
-    recoveryHosts: later([cfg.require("recoveryHost")]),
+    // `recoveryHosts` (a JSON list) overrides `recoveryHost`, e.g. to pass an empty list.
+    recoveryHosts: later(cfg.get("recoveryHosts") !== undefined ? (JSON.parse(cfg.require("recoveryHosts")) as string[]) : [cfg.require("recoveryHost")]),
     snapshotPolicy: later(JSON.parse(cfg.require("policy"))),
   });
   return { vmName: vm.vmName };

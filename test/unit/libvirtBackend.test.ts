@@ -232,6 +232,56 @@ describe("LibvirtBackend with a scripted virsh", () => {
     expect(info.state).toBe("shutoff");
   });
 
+  describe("a failed create removes what it made and never adopts a disk it did not write (issue 14, point 7)", () => {
+    const protection = () => ({ version: 1 as const, backend: "libvirt" as const, primaryHost: URI, recoveryHosts: [B], policy: withPolicyDefaults({ repository: repoDir }) });
+    /** A pool backed by the temp directory: volumes are files there. */
+    function withPoolVolumes(v: ScriptedVirsh, uploadFails: boolean): ScriptedVirsh {
+      const vol = (n: string) => path.join(pool, n);
+      return v
+        .on(["vol-info"], ({ args }) => (fs.existsSync(vol(args[3])) ? "Name: x\n" : { error: "error: Storage volume not found: no storage vol with matching path" }))
+        .on(["vol-create-as"], ({ args }) => (fs.writeFileSync(vol(args[2]), "empty qcow2"), `Vol ${args[2]} created\n`))
+        .on(["vol-upload"], ({ args }) => (uploadFails ? { error: `error: cannot open ${args[4]}: No such file or directory` } : (fs.copyFileSync(args[4], vol(args[3])), "")))
+        .on(["vol-path"], ({ args }) => `${vol(args[3])}\n`)
+        .on(["vol-delete"], ({ args }) => (fs.rmSync(vol(args[3])), ""))
+        .on(["undefine"], { error: "error: failed to get domain 'vm2'\nerror: Domain not found" });
+    }
+
+    test("the image copy fails: the new disk is removed from the pool", async () => {
+      withPoolVolumes(virsh, true);
+      const spec = { name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 16, pool: "pvlab", image: "/nonexistent/image.qcow2" }, protection: protection() };
+      await expect(backend.defineVm(spec, URI, { create: true })).rejects.toThrow(/No such file/);
+      expect(virsh.argsOf("vol-create-as")).toHaveLength(1);
+      expect(fs.readdirSync(pool)).toEqual(["vm1.qcow2"]);
+    });
+
+    test("define fails after the disk was written: disk removed, no domain left", async () => {
+      withPoolVolumes(virsh, false).on(["define"], { error: "error: XML error: unsupported configuration" });
+      const spec = { name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 16, pool: "pvlab" }, protection: protection() };
+      await expect(backend.defineVm(spec, URI, { create: true })).rejects.toThrow(/unsupported configuration/);
+      expect(fs.readdirSync(pool)).toEqual(["vm1.qcow2"]);
+      expect(virsh.argsOf("undefine").map((a) => a[1])).toEqual(["vm2"]);
+    });
+
+    test("a disk of that name already in the pool (a leftover) is refused, untouched, and names the field", async () => {
+      withPoolVolumes(virsh, false);
+      fs.writeFileSync(path.join(pool, "vm2.qcow2"), "leftover");
+      const image = path.join(repoDir, "image.qcow2");
+      fs.writeFileSync(image, "the real image");
+      const spec = { name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 16, pool: "pvlab", image }, protection: protection() };
+      await expect(backend.defineVm(spec, URI, { create: true })).rejects.toThrow(/^disk: volume vm2\.qcow2 already exists in pool pvlab .*did not write it/);
+      expect(fs.readFileSync(path.join(pool, "vm2.qcow2"), "utf8")).toBe("leftover");
+      expect(virsh.argsOf("vol-create-as")).toEqual([]);
+      expect(virsh.argsOf("vol-upload")).toEqual([]);
+    });
+
+    test("a missing pool is reported by hostProblems (disk.pool) and nothing is made", async () => {
+      virsh.on(["pool-info", "nopool"], { error: "error: failed to get pool 'nopool'\nerror: Storage pool not found: no storage pool with matching name 'nopool'" });
+      const spec = { name: "vm2", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 16, pool: "nopool" }, protection: protection() };
+      expect(await backend.hostProblems(URI, spec)).toEqual([{ field: "disk.pool", message: expect.stringMatching(/storage pool nopool is not usable .*Storage pool not found/) }]);
+      expect(virsh.calls.every((c) => c.args[0] === "pool-info")).toBe(true);
+    });
+  });
+
   test("findVm prefers the host where the VM runs and skips hosts that do not answer", async () => {
     virsh = new ScriptedVirsh()
       .on(["domstate", "vm1"], { error: "error: failed to connect to the hypervisor" }, URI)

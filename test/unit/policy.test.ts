@@ -1,9 +1,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { DEFAULT_POLICY, SnapshotPolicy, validatePolicy, validateProtection, withPolicyDefaults } from "../../core/policy";
+import { DEFAULT_POLICY, hostIdentity, repositoryPathErrors, SnapshotPolicy, validatePolicy, validateProtection, withPolicyDefaults } from "../../core/policy";
 import { nextIntervalSeconds } from "../../core/interval";
-import { domainInputErrors, repositoryErrors } from "../../pulumi/providers/domainImpl";
+import { cleartextEndpointErrors, domainInputErrors, repositoryErrors } from "../../pulumi/providers/domainImpl";
 import { snapshotsToDelete } from "../../core/retention";
 import type { SnapshotRecord } from "../../core/model";
 
@@ -58,9 +58,11 @@ describe("policy validation names the bad field", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-ro-"));
     const file = path.join(dir, "a-file");
     fs.writeFileSync(file, "");
-    expect(repositoryErrors(path.join(file, "repo"))).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/not a directory/) }]);
-    expect(repositoryErrors("relative/repo")).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/absolute/) }]);
-    expect(repositoryErrors(path.join(dir, "new", "repo"))).toEqual([]); // can be created
+    expect(repositoryErrors(file)).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/not a directory/) }]);
+    expect(repositoryPathErrors("relative/repo")).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/absolute/) }]);
+    // Missing: refused, not created (an unmounted share would silently become a local folder).
+    expect(repositoryErrors(path.join(dir, "new", "repo"))).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/does not exist.*mounted/) }]);
+    expect(repositoryErrors(dir)).toEqual([]);
     if (process.getuid?.() !== 0) {
       fs.chmodSync(dir, 0o500);
       expect(fields(repositoryErrors(path.join(dir, "repo")))).toEqual(["snapshotPolicy.repository"]);
@@ -71,7 +73,7 @@ describe("policy validation names the bad field", () => {
   test("Domain inputs: memory, vCPUs, disk, and the protection record together", () => {
     const errs = domainInputErrors({
       connection: { kind: "libvirt" },
-      spec: { name: "ok-name", memoryMiB: 8, vcpus: 0, protection: { version: 1, backend: "libvirt", primaryHost: A, recoveryHosts: [B], policy: { ...good, keepLast: 0 } } },
+      spec: { name: "ok-name", memoryMiB: 8, vcpus: 0, protection: { version: 1, backend: "libvirt", primaryHost: A, recoveryHosts: [B], policy: { ...good, repository: os.tmpdir(), keepLast: 0 } } },
       host: A,
       recoveryHosts: [B],
       running: true,
@@ -82,6 +84,70 @@ describe("policy validation names the bad field", () => {
   test("CloudStack repository must be primary or secondary", () => {
     const errs = validateProtection({ backend: "cloudstack", name: "vm1", primaryHost: "host-1", recoveryHosts: ["host-2"], policy: { ...good, repository: "/srv" } });
     expect(fields(errs)).toEqual(["snapshotPolicy.repository"]);
+  });
+});
+
+describe("bad input the issue found accepted at preview (issue 14, point 6)", () => {
+  const protect = (over: Partial<Parameters<typeof validateProtection>[0]>) =>
+    validateProtection({ backend: "libvirt", name: "web-1", primaryHost: A, recoveryHosts: [B], policy: good, ...over });
+  const repoDir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-val-"));
+  afterAll(() => fs.rmSync(repoDir, { recursive: true, force: true }));
+
+  test.each([
+    ["qemu:///session?socket=/lab/a/sock", "qemu:///session?socket=/lab/./a/sock"],
+    ["qemu:///session?socket=/lab/a/sock", "qemu+unix:///session?socket=/lab/a/sock"],
+    ["qemu+ssh://root@kvm1:22/system", "qemu+ssh://KVM1/system"],
+    ["qemu+ssh://kvm1.example/system", "qemu+tls://KVM1.example.:16514/system"],
+    ["qemu:///system", "qemu+unix:///system"],
+  ])("%s and %s are one host: refused as a recovery host, naming the field", (primary, recovery) => {
+    expect(hostIdentity(primary)).toBe(hostIdentity(recovery));
+    const errs = protect({ primaryHost: primary, recoveryHosts: [recovery] });
+    expect(errs).toEqual([{ field: "recoveryHosts[0]", message: expect.stringMatching(/primary host .* under another spelling/) }]);
+  });
+
+  test("different lab sockets and different machines stay different hosts; a repeated recovery host is named", () => {
+    expect(protect({ primaryHost: "qemu:///session?socket=/lab/a/sock", recoveryHosts: ["qemu:///session?socket=/lab/b/sock"] })).toEqual([]);
+    expect(fields(protect({ recoveryHosts: [B, "qemu+ssh://root@HOSTB.example/system"] }))).toEqual(["recoveryHosts[1]"]);
+  });
+
+  test("empty recoveryHosts", () => {
+    expect(protect({ recoveryHosts: [] })).toEqual([{ field: "recoveryHosts", message: expect.stringMatching(/at least one/) }]);
+  });
+
+  test("a repository with .. is refused (libvirt)", () => {
+    expect(protect({ policy: { ...good, repository: "/srv/pv/../etc" } })).toEqual([{ field: "snapshotPolicy.repository", message: expect.stringMatching(/\.\./) }]);
+  });
+
+  test("an Infinity interval is reported as Infinity, not null", () => {
+    const e = validatePolicy({ ...good, minIntervalSeconds: Infinity }).find((x) => x.field === "snapshotPolicy.minIntervalSeconds");
+    expect(e?.message).toMatch(/got Infinity$/);
+  });
+
+  const domain = (spec: Record<string, unknown>, host = A) =>
+    domainInputErrors({
+      connection: { kind: "libvirt" },
+      spec: { name: "web-1", memoryMiB: 128, vcpus: 1, disk: { sizeMiB: 16 }, protection: { version: 1, backend: "libvirt", primaryHost: host, recoveryHosts: [B], policy: { ...good, repository: repoDir } }, ...spec } as any,
+      host,
+      recoveryHosts: [B],
+      running: true,
+    });
+
+  test("memoryMiB 1e8 is above the upper bound, with the reason", () => {
+    expect(domain({ memoryMiB: 1e8 })).toEqual([{ field: "memoryMiB", message: expect.stringMatching(/above 1048576 MiB.*phys-bits/) }]);
+    expect(domain({ memoryMiB: 1024 * 1024 })).toEqual([]);
+  });
+
+  test("a disk image that does not exist on this machine; a kernel missing on a local host", () => {
+    expect(domain({ disk: { sizeMiB: 16, image: path.join(repoDir, "nope.qcow2") } })).toEqual([{ field: "disk.image", message: expect.stringMatching(/does not exist/) }]);
+    expect(fields(domain({ boot: { kernel: "/nonexistent/vmlinuz", initrd: "/nonexistent/initrd" } }))).toEqual(["boot.kernel", "boot.initrd"]);
+    // On a remote host the kernel is the host's file: only `up` can tell.
+    expect(domain({ boot: { kernel: "/nonexistent/vmlinuz" } }, "qemu+ssh://hosta.example/system")).toEqual([]);
+  });
+
+  test("a CloudStack http:// endpoint with keys is refused (loopback excepted)", () => {
+    expect(cleartextEndpointErrors({ endpoint: "http://cloud.example/client/api", apiKey: "k", secretKey: "s" })).toEqual([{ field: "cloudstack.endpoint", message: expect.stringMatching(/plain http.*https/) }]);
+    expect(cleartextEndpointErrors({ endpoint: "https://cloud.example/client/api", apiKey: "k", secretKey: "s" })).toEqual([]);
+    expect(cleartextEndpointErrors({ endpoint: "http://127.0.0.1:8080/client/api", apiKey: "k", secretKey: "s" })).toEqual([]);
   });
 });
 
