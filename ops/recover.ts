@@ -234,7 +234,7 @@ export async function recover(backend: Backend, vm: string, opts: RecoverOptions
       chosen = { snapshot, target, failedHost, info: after, backendPath };
       break;
     } catch (e) {
-      if (e instanceof RecoveryRefused) throw e;
+      if (e instanceof RefusedError) throw e; // any backend's refusal: nothing was changed, try nothing else
       const detail = `restoring ${snapshot.id} on ${target} failed: ${(e as Error).message}`;
       log("restore", detail);
       // Leave nothing of the failed attempt on the target: the half-restored VM and its files. A

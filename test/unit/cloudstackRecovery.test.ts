@@ -10,7 +10,7 @@ import { runCli } from "../support/cli";
 import { CloudStackBackend } from "../../hypervisor/cloudstack/backend";
 import { CloudStackError } from "../../hypervisor/cloudstack/errors";
 import { RESTORING_KEY } from "../../hypervisor/cloudstack/tags";
-import { recover } from "../../ops/recover";
+import { recover, RecoveryFailed, type RecoveryAttempt } from "../../ops/recover";
 import { RefusedError, exitCodeOf } from "../../core/errors";
 import { ProtectionRecord, withPolicyDefaults } from "../../core/policy";
 import type { VmSpec } from "../../core/model";
@@ -140,8 +140,10 @@ describe("3. honest recovery state", () => {
     cs.setHostState(h1, "Down");
     cs.failNextJob({ command: "revertToVMSnapshot", code: 530, text: "Unable to revert: the agent did not answer in time" });
     const e = await run("half-app", "primary").catch((x) => x);
-    expect(e).toBeInstanceOf(CloudStackError);
+    // The one recovery state machine reports the failed attempt with CloudStack's own answer.
+    expect(e).toBeInstanceOf(RecoveryFailed);
     expect(exitCodeOf(e)).toBe(1);
+    expect(e.attempts.map((a: RecoveryAttempt) => [a.outcome, a.detail])).toEqual([["failed", expect.stringMatching(/Unable to revert: the agent did not answer in time/)]]);
     // The VM runs on h2 but without its memory: that is not a recovery.
     expect(cs.vms.get(info.id)).toMatchObject({ state: "Running", hostid: h2, guestMemory: "" });
     expect((await be.findVm("half-app", [h2]))?.recovery).toMatchObject({ inProgress: true, path: "warm", to: h2 });

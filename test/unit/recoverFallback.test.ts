@@ -49,6 +49,8 @@ class FakeBackend implements Partial<Backend> {
     return info;
   }
   async deleteVm(vm: VmRef) { if (this.vms.delete(`${vm.host}|${vm.name}`)) this.deleted.push(`${vm.name}@${vm.host}`); }
+  // Like libvirt: a failed restore left a domain and files of its own, removed like a VM.
+  async discardFailedRestore(vm: VmRef) { return this.deleteVm(vm); }
   async setProtection(vm: VmRef, p: any) { this.vms.get(`${vm.host}|${vm.name}`)!.protection = p; }
 }
 
