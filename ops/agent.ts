@@ -1,0 +1,282 @@
+/**
+ * `protected-vm agent`: one per hypervisor host. Each round (tick) it
+ *   renews its host lease -> lists the protected VMs on its host -> reads their ownership ->
+ *   asks the decision core (core/ha/decide) -> self-fences, destroys stale copies or claims
+ *   unowned VMs -> publishes its host record (attached to the lease, so it vanishes with it).
+ * In run() it also runs the snapshot loop (ops/scheduler) for the VMs it owns, with bounded
+ * concurrency, and stops snapshotting while it has no lease.
+ *
+ * A hung agent cannot fence: on a real host, feed the Linux watchdog (/dev/watchdog) from the
+ * tick so the host resets when ticks stop for longer than the fence safety - see the README.
+ */
+import type { Backend } from "../hypervisor/backend";
+import type { Coordination } from "../core/ha/coordination";
+import { DEFAULT_PREFIX, keys } from "../core/ha/coordination";
+import { AgentAction, decideAgent, HostRecord, Owned, OwnerRecord } from "../core/ha/decide";
+import type { VmInfo } from "../core/model";
+import { Scheduler, SchedulerEvent } from "./scheduler";
+
+export interface HaEvent {
+  at: string;
+  /** "agent/<host>" or "manager/<id>". */
+  source: string;
+  event: string;
+  vm?: string;
+  host?: string;
+  [key: string]: unknown;
+}
+
+export interface AgentOptions {
+  host: string;
+  backend: Backend;
+  coordination: Coordination;
+  prefix?: string;
+  /** Host lease TTL, ms. Default 10000. */
+  leaseTtlMs?: number;
+  /** Destroy protected VMs this long before the lease can expire unless renewed. Default ttl/3. */
+  fenceSafetyMs?: number;
+  /** Round period, ms. Default ttl/5. */
+  tickMs?: number;
+  /** Memory this host offers to protected VMs (MiB); published so managers skip a full host. */
+  capacityMiB?: number;
+  now?: () => number;
+  log?: (e: HaEvent) => void;
+  /** Snapshot loop: at most this many snapshots at once on this host. Default 2. */
+  snapshotConcurrency?: number;
+  /** Passed to the scheduler (tests use small values). */
+  cpuSampleMs?: number;
+  discoverEveryMs?: number;
+  onSchedulerEvent?: (e: SchedulerEvent) => void;
+  /** Called with each round's lease state (metrics). */
+  onLease?: (held: boolean, deadlineMs: number) => void;
+}
+
+/** Bound an I/O call so a stuck store or daemon cannot delay the fence check past its deadline. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+export class Agent {
+  readonly ttlMs: number;
+  readonly fenceSafetyMs: number;
+  readonly tickMs: number;
+  private readonly prefix: string;
+  private readonly now: () => number;
+  private leaseId?: string;
+  private leaseDeadlineMs: number;
+  private leaseHeld = false;
+  private readonly fenced = new Set<string>();
+  /** VMs this host owns right now (snapshot loop gate). */
+  private readonly owned = new Set<string>();
+  private lastLocal: VmInfo[] = [];
+  private stopped = false;
+  private scheduler?: Scheduler;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.ttlMs = opts.leaseTtlMs ?? 10_000;
+    this.fenceSafetyMs = opts.fenceSafetyMs ?? Math.round(this.ttlMs / 3);
+    this.tickMs = opts.tickMs ?? Math.round(this.ttlMs / 5);
+    if (this.fenceSafetyMs >= this.ttlMs) throw new Error(`fenceSafetyMs (${this.fenceSafetyMs}) must be below the lease TTL (${this.ttlMs})`);
+    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
+    this.now = opts.now ?? Date.now;
+    this.leaseDeadlineMs = this.now();
+  }
+
+  private emit(event: string, fields: Record<string, unknown> = {}): void {
+    this.opts.log?.({ at: new Date(this.now()).toISOString(), source: `agent/${this.opts.host}`, event, ...fields });
+  }
+
+  /** VMs this host owns now (lease held, ownership record names this host, not fenced). */
+  ownedVms(): string[] {
+    return [...this.owned];
+  }
+
+  private async renew(): Promise<void> {
+    const { coordination } = this.opts;
+    const sentAt = this.now();
+    const bound = Math.max(200, Math.min(this.fenceSafetyMs / 2, this.tickMs));
+    try {
+      if (!this.leaseId) {
+        this.leaseId = await withTimeout(coordination.grantLease(this.ttlMs), bound, "lease grant");
+        this.emit("lease-granted", { lease: this.leaseId, ttlMs: this.ttlMs });
+        this.leaseDeadlineMs = sentAt + this.ttlMs;
+        this.leaseHeld = true;
+      } else if (await withTimeout(coordination.renewLease(this.leaseId), bound, "lease renewal")) {
+        this.leaseDeadlineMs = sentAt + this.ttlMs;
+        if (!this.leaseHeld) this.emit("lease-renewed", { lease: this.leaseId });
+        this.leaseHeld = true;
+      } else {
+        this.emit("lease-lost", { lease: this.leaseId });
+        this.leaseId = undefined;
+        this.leaseHeld = false;
+      }
+    } catch (e) {
+      if (this.leaseHeld) this.emit("lease-renewal-failed", { error: (e as Error).message });
+      this.leaseHeld = false;
+    }
+    this.opts.onLease?.(this.leaseHeld, this.leaseDeadlineMs);
+  }
+
+  private async readOwners(vms: string[]): Promise<Record<string, Owned | null> | null> {
+    if (!this.leaseHeld) return null;
+    try {
+      const out: Record<string, Owned | null> = {};
+      for (const vm of vms) {
+        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.tickMs, "ownership read");
+        out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
+      }
+      for (const vm of this.fenced) if (!(vm in out)) {
+        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.tickMs, "ownership read");
+        out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
+      }
+      return out;
+    } catch (e) {
+      this.emit("store-unreachable", { error: (e as Error).message });
+      return null;
+    }
+  }
+
+  /** One round: lease, look, decide, act, publish. */
+  async tick(): Promise<AgentAction[]> {
+    const { backend, host } = this.opts;
+    await this.renew();
+    let local: VmInfo[];
+    try {
+      local = await withTimeout(backend.listProtectedVms(host), Math.max(this.tickMs, 2000), "listing local VMs");
+      this.lastLocal = local;
+    } catch (e) {
+      // Our own daemon does not answer: decide on what we saw last (a fence still gets tried).
+      this.emit("local-list-failed", { error: (e as Error).message });
+      local = this.lastLocal;
+    }
+    const isRunning = (v: VmInfo) => v.state === "running" || v.state === "paused";
+    const owners = await this.readOwners(local.map((v) => v.name));
+    const actions = decideAgent({
+      now: this.now(),
+      host,
+      leaseDeadlineMs: this.leaseDeadlineMs,
+      leaseHeld: this.leaseHeld,
+      fenceSafetyMs: this.fenceSafetyMs,
+      local: local.map((v) => ({ vm: v.name, running: isRunning(v) })),
+      owners,
+      fenced: [...this.fenced],
+    });
+    for (const a of actions) await this.act(a, local);
+
+    this.owned.clear();
+    if (this.leaseHeld && owners) {
+      for (const v of local) if (isRunning(v) && owners[v.name]?.record.host === host && !this.fenced.has(v.name)) this.owned.add(v.name);
+      for (const a of actions) if (a.kind === "claim") this.owned.add(a.vm);
+    }
+    if (this.leaseHeld && this.leaseId) await this.publish(local.filter(isRunning).filter((v) => !this.fenced.has(v.name)));
+    return actions;
+  }
+
+  private async act(a: AgentAction, local: VmInfo[]): Promise<void> {
+    const { backend, host, coordination } = this.opts;
+    switch (a.kind) {
+      case "self-fence":
+        this.emit("self-fence", { vms: a.vms, reason: a.reason });
+        for (const vm of a.vms) {
+          this.fenced.add(vm);
+          try {
+            await backend.stopVm({ name: vm, host }, { force: true });
+            this.emit("fenced", { vm });
+          } catch (e) {
+            this.emit("fence-failed", { vm, error: (e as Error).message });
+          }
+        }
+        this.scheduler?.stop();
+        return;
+      case "destroy-stale":
+        this.emit("destroy-stale", { vm: a.vm, owner: a.owner, revision: a.revision });
+        await backend.stopVm({ name: a.vm, host }, { force: true }).catch((e: Error) => this.emit("destroy-failed", { vm: a.vm, error: e.message }));
+        return;
+      case "forget-fenced":
+        this.fenced.delete(a.vm);
+        this.emit("fenced-vm-recovered-elsewhere", { vm: a.vm, owner: a.owner });
+        return;
+      case "claim": {
+        const info = local.find((v) => v.name === a.vm);
+        const p = info?.protection;
+        if (!info || !p) return;
+        const record: OwnerRecord = {
+          vm: a.vm, host, state: "running", hosts: [p.primaryHost, ...p.recoveryHosts.filter((h) => h !== p.primaryHost)],
+          memoryMiB: info.memoryMiB, repository: p.policy.repository, by: `agent/${host}`, since: new Date(this.now()).toISOString(),
+        };
+        const rev = await coordination.compareAndSwap(keys.owner(this.prefix, a.vm), null, JSON.stringify(record)).catch(() => null);
+        this.emit(rev ? "claimed" : "claim-lost", { vm: a.vm, revision: rev });
+        return;
+      }
+    }
+  }
+
+  private async publish(running: VmInfo[]): Promise<void> {
+    const used = running.reduce((s, v) => s + v.memoryMiB, 0);
+    const record: HostRecord = {
+      host: this.opts.host,
+      agent: `agent/${this.opts.host}`,
+      running: running.map((v) => v.name).sort(),
+      fenced: [...this.fenced].sort(),
+      freeMemoryMiB: this.opts.capacityMiB === undefined ? undefined : this.opts.capacityMiB - used,
+      at: new Date(this.now()).toISOString(),
+    };
+    const key = keys.host(this.prefix, this.opts.host);
+    try {
+      const cur = await this.opts.coordination.get(key);
+      await this.opts.coordination.compareAndSwap(key, cur?.revision ?? null, JSON.stringify(record), this.leaseId);
+    } catch (e) {
+      this.emit("publish-failed", { error: (e as Error).message });
+    }
+  }
+
+  /** Run rounds and the snapshot loop until stop(). */
+  async run(): Promise<void> {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    this.emit("started", { ttlMs: this.ttlMs, fenceSafetyMs: this.fenceSafetyMs, tickMs: this.tickMs });
+    let schedulerRun: Promise<void> | undefined;
+    while (!this.stopped) {
+      const t0 = this.now();
+      await this.tick().catch((e: Error) => this.emit("tick-failed", { error: e.message }));
+      const wantSnapshots = this.leaseHeld && this.owned.size > 0;
+      if (wantSnapshots && !schedulerRun) {
+        this.scheduler = new Scheduler({
+          backend: this.opts.backend,
+          hosts: [this.opts.host],
+          concurrency: this.opts.snapshotConcurrency ?? 2,
+          mayRun: (vm) => this.leaseHeld && this.owned.has(vm),
+          cpuSampleMs: this.opts.cpuSampleMs,
+          discoverEveryMs: this.opts.discoverEveryMs ?? 5000,
+          log: this.opts.onSchedulerEvent ?? (() => undefined),
+        });
+        schedulerRun = this.scheduler.run().finally(() => {
+          schedulerRun = undefined;
+          this.scheduler = undefined;
+        });
+      }
+      await sleep(Math.max(0, this.tickMs - (this.now() - t0)));
+    }
+    this.scheduler?.stop();
+    await schedulerRun;
+    // The lease is left to expire, not revoked: revoking would declare the host failed at once
+    // while its VMs still run. Stop or move the VMs before stopping their agent for good.
+    this.emit("stopped");
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.scheduler?.stop();
+  }
+}
