@@ -45,6 +45,8 @@ export interface ManagerOptions {
   now?: () => number;
   log?: (e: HaEvent) => void;
   onRecovery?: (r: RecoveryOutcome) => void;
+  /** Called when this manager becomes or stops being the leader (metrics). */
+  onLeadership?: (leading: boolean) => void;
   /** Called once per round with each known host's lease state (metrics). */
   onHosts?: (hosts: HostView[]) => void;
   /** Tests: called right after a claim, before the restore (to kill a leader mid-recovery). */
@@ -98,7 +100,10 @@ export class Manager {
     const cur = await c.get(key);
     let mine = cur?.value === this.opts.id;
     if (!cur) mine = (await c.compareAndSwap(key, null, this.opts.id, this.leaseId)) !== null;
-    if (mine !== this.leader) this.emit(mine ? "elected" : "not-leader", { leader: mine ? this.opts.id : cur?.value });
+    if (mine !== this.leader) {
+      this.emit(mine ? "elected" : "not-leader", { leader: mine ? this.opts.id : cur?.value });
+      this.opts.onLeadership?.(mine);
+    }
     this.leader = mine;
     return mine;
   }
@@ -109,7 +114,10 @@ export class Manager {
     try {
       if (!(await this.lead())) return [];
     } catch (e) {
-      if (this.leader) this.emit("leadership-lost", { error: (e as Error).message });
+      if (this.leader) {
+        this.emit("leadership-lost", { error: (e as Error).message });
+        this.opts.onLeadership?.(false);
+      }
       this.leader = false;
       return [];
     }

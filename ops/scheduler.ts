@@ -122,6 +122,7 @@ export class Scheduler {
         vm: t.name,
         host: t.host,
         id: record.id,
+        createdAt: record.createdAt,
         bytes: record.bytes,
         storedBytes: record.storedBytes,
         durationMs: record.durationMs,
