@@ -82,6 +82,7 @@ export class Agent {
   private readonly owned = new Set<string>();
   private lastLocal: VmInfo[] = [];
   private stopped = false;
+  private fencing = false;
   private scheduler?: Scheduler;
 
   constructor(private readonly opts: AgentOptions) {
@@ -193,7 +194,7 @@ export class Agent {
           this.fenced.add(vm);
           try {
             await backend.stopVm({ name: vm, host }, { force: true });
-            this.emit("fenced", { vm });
+            this.emit("fenced", { vm, fenceDeadlineMs: this.leaseDeadlineMs });
           } catch (e) {
             this.emit("fence-failed", { vm, error: (e as Error).message });
           }
@@ -242,11 +243,32 @@ export class Agent {
     }
   }
 
+  /**
+   * The fence check on its own: decides from the last local listing alone, so a round stuck in a
+   * slow daemon or store call cannot carry the agent past its fence point.
+   */
+  async checkFence(): Promise<void> {
+    if (this.fencing) return;
+    const running = this.lastLocal.filter((v) => (v.state === "running" || v.state === "paused") && !this.fenced.has(v.name));
+    const actions = decideAgent({
+      now: this.now(), host: this.opts.host, leaseDeadlineMs: this.leaseDeadlineMs, leaseHeld: this.leaseHeld, fenceSafetyMs: this.fenceSafetyMs,
+      local: running.map((v) => ({ vm: v.name, running: true })), owners: null, fenced: [...this.fenced],
+    });
+    this.fencing = true;
+    try {
+      for (const a of actions) await this.act(a, this.lastLocal);
+    } finally {
+      this.fencing = false;
+    }
+  }
+
   /** Run rounds and the snapshot loop until stop(). */
   async run(): Promise<void> {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     this.emit("started", { ttlMs: this.ttlMs, fenceSafetyMs: this.fenceSafetyMs, tickMs: this.tickMs });
     let schedulerRun: Promise<void> | undefined;
+    // Every 100 ms, independent of the round (see checkFence).
+    const fenceTimer = setInterval(() => void this.checkFence().catch(() => undefined), 100);
     while (!this.stopped) {
       const t0 = this.now();
       await this.tick().catch((e: Error) => this.emit("tick-failed", { error: e.message }));
@@ -268,6 +290,7 @@ export class Agent {
       }
       await sleep(Math.max(0, this.tickMs - (this.now() - t0)));
     }
+    clearInterval(fenceTimer);
     this.scheduler?.stop();
     await schedulerRun;
     // The lease is left to expire, not revoked: revoking would declare the host failed at once
