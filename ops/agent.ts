@@ -76,6 +76,7 @@ export class Agent {
   private readonly now: () => number;
   private leaseId?: string;
   private leaseDeadlineMs: number;
+  private readonly storeTimeoutMs: number;
   private leaseHeld = false;
   private readonly fenced = new Set<string>();
   /** VMs this host owns right now (snapshot loop gate). */
@@ -93,6 +94,7 @@ export class Agent {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.now = opts.now ?? Date.now;
     this.leaseDeadlineMs = this.now();
+    this.storeTimeoutMs = Math.max(2000, this.tickMs);
   }
 
   private emit(event: string, fields: Record<string, unknown> = {}): void {
@@ -107,7 +109,8 @@ export class Agent {
   private async renew(): Promise<void> {
     const { coordination } = this.opts;
     const sentAt = this.now();
-    const bound = Math.max(200, Math.min(this.fenceSafetyMs / 2, this.tickMs));
+    // A renewal slower than this counts as failed; several attempts fit before the fence point.
+    const bound = Math.max(500, Math.floor((this.ttlMs - this.fenceSafetyMs) / 3));
     try {
       if (!this.leaseId) {
         this.leaseId = await withTimeout(coordination.grantLease(this.ttlMs), bound, "lease grant");
@@ -135,11 +138,11 @@ export class Agent {
     try {
       const out: Record<string, Owned | null> = {};
       for (const vm of vms) {
-        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.tickMs, "ownership read");
+        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.storeTimeoutMs, "ownership read");
         out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
       }
       for (const vm of this.fenced) if (!(vm in out)) {
-        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.tickMs, "ownership read");
+        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.storeTimeoutMs, "ownership read");
         out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
       }
       return out;
@@ -149,13 +152,20 @@ export class Agent {
     }
   }
 
-  /** One round: lease, look, decide, act, publish. */
+  /** One round: lease, look, decide, act, publish (the simulation's step; run() renews on its own loop). */
   async tick(): Promise<AgentAction[]> {
-    const { backend, host } = this.opts;
     await this.renew();
+    return this.reconcile();
+  }
+
+  /** Look, decide, act, publish - everything but the renewal. */
+  async reconcile(): Promise<AgentAction[]> {
+    const { backend, host } = this.opts;
     let local: VmInfo[];
     try {
-      local = await withTimeout(backend.listProtectedVms(host), Math.max(this.tickMs, 2000), "listing local VMs");
+      // Generous: fencing does not wait for this (checkFence uses the last listing), and virsh
+      // on a loaded 2-core lab host was measured taking over 2 s.
+      local = await withTimeout(backend.listProtectedVms(host), 60_000, "listing local VMs");
       this.lastLocal = local;
     } catch (e) {
       // Our own daemon does not answer: decide on what we saw last (a fence still gets tried).
@@ -181,7 +191,7 @@ export class Agent {
       for (const v of local) if (isRunning(v) && owners[v.name]?.record.host === host && !this.fenced.has(v.name)) this.owned.add(v.name);
       for (const a of actions) if (a.kind === "claim") this.owned.add(a.vm);
     }
-    if (this.leaseHeld && this.leaseId) await this.publish(local.filter(isRunning).filter((v) => !this.fenced.has(v.name)));
+    if (this.leaseHeld && this.leaseId) await this.publish(local.filter(isRunning));
     return actions;
   }
 
@@ -191,11 +201,16 @@ export class Agent {
       case "self-fence":
         this.emit("self-fence", { vms: a.vms, reason: a.reason });
         for (const vm of a.vms) {
-          this.fenced.add(vm);
           try {
             await backend.stopVm({ name: vm, host }, { force: true });
-            this.emit("fenced", { vm, fenceDeadlineMs: this.leaseDeadlineMs });
+            // Reported as fenced (so a manager may recover it at once) only once it is really stopped.
+            this.fenced.add(vm);
+            const v = this.lastLocal.find((x) => x.name === vm);
+            if (v) v.state = "shutoff";
+            this.emit("fenced", { vm, leaseDeadline: new Date(this.leaseDeadlineMs).toISOString() });
           } catch (e) {
+            // Retried by the next fence check (every 100 ms). If it never succeeds, only the
+            // watchdog or the storage lock (virtlockd) stands between this copy and a second one.
             this.emit("fence-failed", { vm, error: (e as Error).message });
           }
         }
@@ -269,9 +284,19 @@ export class Agent {
     let schedulerRun: Promise<void> | undefined;
     // Every 100 ms, independent of the round (see checkFence).
     const fenceTimer = setInterval(() => void this.checkFence().catch(() => undefined), 100);
+    // Renewals on their own loop: a round slowed by the hypervisor (virsh under load takes
+    // seconds) must not delay them, or the agent fences itself for nothing.
+    const renewEveryMs = Math.max(100, Math.min(this.tickMs, Math.floor((this.ttlMs - this.fenceSafetyMs) / 3)));
+    const renewals = (async () => {
+      while (!this.stopped) {
+        const t0 = this.now();
+        await this.renew();
+        await sleep(Math.max(0, renewEveryMs - (this.now() - t0)));
+      }
+    })();
     while (!this.stopped) {
       const t0 = this.now();
-      await this.tick().catch((e: Error) => this.emit("tick-failed", { error: e.message }));
+      await this.reconcile().catch((e: Error) => this.emit("tick-failed", { error: e.message }));
       const wantSnapshots = this.leaseHeld && this.owned.size > 0;
       if (wantSnapshots && !schedulerRun) {
         this.scheduler = new Scheduler({
@@ -292,6 +317,7 @@ export class Agent {
     }
     clearInterval(fenceTimer);
     this.scheduler?.stop();
+    await renewals;
     await schedulerRun;
     // The lease is left to expire, not revoked: revoking would declare the host failed at once
     // while its VMs still run. Stop or move the VMs before stopping their agent for good.
