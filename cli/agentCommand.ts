@@ -10,6 +10,7 @@ import { EtcdCoordination } from "../ops/coordination/etcd";
 import { HaMetrics } from "../ops/haMetrics";
 import { createBackend } from "../hypervisor/createBackend";
 import { EXIT } from "../core/errors";
+import { spawnSnapshotLoop } from "./snapshotLoopProcess";
 
 export interface AgentCommandOptions {
   /** This host, as the backend names it (libvirt URI). */
@@ -50,6 +51,8 @@ export async function agentCommand(o: AgentCommandOptions): Promise<number> {
       log.info({ source: `agent/${o.host}`, ...e });
     },
     onLease: metrics.onAgentLease(o.host),
+    startSnapshotLoop: (vms, onEvent) =>
+      spawnSnapshotLoop({ host: o.host, vms, pool: o.pool, concurrency: o.snapshotConcurrency ?? 2, cpuSampleMs: o.cpuSampleMs }, onEvent),
   });
   const server = o.metricsPort !== undefined ? await metrics.serve(o.metricsPort) : undefined;
   if (server) log.info({ event: "metrics", port: server.port });

@@ -26,6 +26,12 @@ export interface HaEvent {
   [key: string]: unknown;
 }
 
+/** A running snapshot loop: stop(hard) ends it (hard: at once, mid-snapshot); done settles when it has ended. */
+export interface SnapshotLoop {
+  stop(hard: boolean): void;
+  readonly done: Promise<void>;
+}
+
 export interface AgentOptions {
   host: string;
   backend: Backend;
@@ -47,6 +53,13 @@ export interface AgentOptions {
   cpuSampleMs?: number;
   discoverEveryMs?: number;
   onSchedulerEvent?: (e: SchedulerEvent) => void;
+  /**
+   * Starts the snapshot loop for the VMs this host owns (restarted when that set changes, stopped
+   * hard on a fence). Default: an in-process Scheduler. The CLI runs it as a child process
+   * instead: committing a snapshot hashes hundreds of MB, and in the agent's own event loop that
+   * delayed lease renewals past the fence point on the loaded lab (a 52 s snapshot, measured).
+   */
+  startSnapshotLoop?: (vms: string[], onEvent: (e: SchedulerEvent) => void) => SnapshotLoop;
   /** Called with each round's lease state (metrics). */
   onLease?: (held: boolean, deadlineMs: number) => void;
 }
@@ -84,7 +97,7 @@ export class Agent {
   private lastLocal: VmInfo[] = [];
   private stopped = false;
   private fencing = false;
-  private scheduler?: Scheduler;
+  private loop?: { vms: string; handle: SnapshotLoop };
 
   constructor(private readonly opts: AgentOptions) {
     this.ttlMs = opts.leaseTtlMs ?? 10_000;
@@ -117,6 +130,9 @@ export class Agent {
         this.emit("lease-granted", { lease: this.leaseId, ttlMs: this.ttlMs });
         this.leaseDeadlineMs = sentAt + this.ttlMs;
         this.leaseHeld = true;
+        // The host record goes up with the lease, before any claim: a manager must never see a
+        // VM owned by a host that has no record yet (it would count that host as lost).
+        await this.publish(this.lastLocal.filter((v) => v.state === "running" || v.state === "paused"));
       } else if (await withTimeout(coordination.renewLease(this.leaseId), bound, "lease renewal")) {
         this.leaseDeadlineMs = sentAt + this.ttlMs;
         if (!this.leaseHeld) this.emit("lease-renewed", { lease: this.leaseId });
@@ -186,11 +202,14 @@ export class Agent {
     });
     for (const a of actions) await this.act(a, local);
 
-    this.owned.clear();
-    if (this.leaseHeld && owners) {
+    // Unchanged when the store could not be read this round (the lease still vouches for them).
+    if (!this.leaseHeld) this.owned.clear();
+    else if (owners) {
+      this.owned.clear();
       for (const v of local) if (isRunning(v) && owners[v.name]?.record.host === host && !this.fenced.has(v.name)) this.owned.add(v.name);
       for (const a of actions) if (a.kind === "claim") this.owned.add(a.vm);
     }
+    for (const a of actions) if (a.kind === "self-fence" || a.kind === "destroy-stale") for (const vm of a.kind === "self-fence" ? a.vms : [a.vm]) this.owned.delete(vm);
     if (this.leaseHeld && this.leaseId) await this.publish(local.filter(isRunning));
     return actions;
   }
@@ -214,7 +233,7 @@ export class Agent {
             this.emit("fence-failed", { vm, error: (e as Error).message });
           }
         }
-        this.scheduler?.stop();
+        this.loop?.handle.stop(true);
         return;
       case "destroy-stale":
         this.emit("destroy-stale", { vm: a.vm, owner: a.owner, revision: a.revision });
@@ -277,11 +296,45 @@ export class Agent {
     }
   }
 
+  private startLoop(vms: string[]): SnapshotLoop {
+    const onEvent = this.opts.onSchedulerEvent ?? (() => undefined);
+    if (this.opts.startSnapshotLoop) return this.opts.startSnapshotLoop(vms, onEvent);
+    const scheduler = new Scheduler({
+      backend: this.opts.backend,
+      hosts: [this.opts.host],
+      vmNames: vms,
+      concurrency: this.opts.snapshotConcurrency ?? 2,
+      mayRun: () => this.leaseHeld,
+      cpuSampleMs: this.opts.cpuSampleMs,
+      discoverEveryMs: this.opts.discoverEveryMs ?? 5000,
+      log: onEvent,
+    });
+    return { stop: () => scheduler.stop(), done: scheduler.run() };
+  }
+
+  /** Keep one snapshot loop running for exactly the VMs this host owns while it holds its lease. */
+  private syncLoop(): void {
+    const want = this.leaseHeld ? [...this.owned].sort().join(",") : "";
+    if (this.loop && this.loop.vms !== want) {
+      this.loop.handle.stop(false);
+      this.loop = undefined;
+    }
+    if (!this.loop && want) {
+      const handle = this.startLoop(want.split(","));
+      const entry = { vms: want, handle };
+      this.loop = entry;
+      handle.done
+        .catch((e: Error) => this.emit("snapshot-loop-failed", { error: e.message }))
+        .finally(() => {
+          if (this.loop === entry) this.loop = undefined;
+        });
+    }
+  }
+
   /** Run rounds and the snapshot loop until stop(). */
   async run(): Promise<void> {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     this.emit("started", { ttlMs: this.ttlMs, fenceSafetyMs: this.fenceSafetyMs, tickMs: this.tickMs });
-    let schedulerRun: Promise<void> | undefined;
     // Every 100 ms, independent of the round (see checkFence).
     const fenceTimer = setInterval(() => void this.checkFence().catch(() => undefined), 100);
     // Renewals on their own loop: a round slowed by the hypervisor (virsh under load takes
@@ -291,34 +344,21 @@ export class Agent {
       while (!this.stopped) {
         const t0 = this.now();
         await this.renew();
+        if (!this.leaseHeld) this.syncLoop();
         await sleep(Math.max(0, renewEveryMs - (this.now() - t0)));
       }
     })();
     while (!this.stopped) {
       const t0 = this.now();
       await this.reconcile().catch((e: Error) => this.emit("tick-failed", { error: e.message }));
-      const wantSnapshots = this.leaseHeld && this.owned.size > 0;
-      if (wantSnapshots && !schedulerRun) {
-        this.scheduler = new Scheduler({
-          backend: this.opts.backend,
-          hosts: [this.opts.host],
-          concurrency: this.opts.snapshotConcurrency ?? 2,
-          mayRun: (vm) => this.leaseHeld && this.owned.has(vm),
-          cpuSampleMs: this.opts.cpuSampleMs,
-          discoverEveryMs: this.opts.discoverEveryMs ?? 5000,
-          log: this.opts.onSchedulerEvent ?? (() => undefined),
-        });
-        schedulerRun = this.scheduler.run().finally(() => {
-          schedulerRun = undefined;
-          this.scheduler = undefined;
-        });
-      }
+      this.syncLoop();
       await sleep(Math.max(0, this.tickMs - (this.now() - t0)));
     }
     clearInterval(fenceTimer);
-    this.scheduler?.stop();
     await renewals;
-    await schedulerRun;
+    const loop = this.loop;
+    loop?.handle.stop(false);
+    await loop?.handle.done.catch(() => undefined);
     // The lease is left to expire, not revoked: revoking would declare the host failed at once
     // while its VMs still run. Stop or move the VMs before stopping their agent for good.
     this.emit("stopped");
@@ -326,6 +366,5 @@ export class Agent {
 
   stop(): void {
     this.stopped = true;
-    this.scheduler?.stop();
   }
 }
