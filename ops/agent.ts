@@ -206,7 +206,12 @@ export class Agent {
     if (!this.leaseHeld) this.owned.clear();
     else if (owners) {
       this.owned.clear();
-      for (const v of local) if (isRunning(v) && owners[v.name]?.record.host === host && !this.fenced.has(v.name)) this.owned.add(v.name);
+      // Not while a manager is still restoring and verifying it here ("recovering"): a snapshot
+      // pauses the guest, which the lab saw fail the recovery's check that it runs.
+      for (const v of local) {
+        const o = owners[v.name]?.record;
+        if (isRunning(v) && o?.host === host && o.state === "running" && !this.fenced.has(v.name)) this.owned.add(v.name);
+      }
       for (const a of actions) if (a.kind === "claim") this.owned.add(a.vm);
     }
     for (const a of actions) if (a.kind === "self-fence" || a.kind === "destroy-stale") for (const vm of a.kind === "self-fence" ? a.vms : [a.vm]) this.owned.delete(vm);
@@ -219,6 +224,7 @@ export class Agent {
     switch (a.kind) {
       case "self-fence":
         this.emit("self-fence", { vms: a.vms, reason: a.reason });
+        const decidedAt = this.now();
         for (const vm of a.vms) {
           try {
             await backend.stopVm({ name: vm, host }, { force: true });
@@ -226,7 +232,7 @@ export class Agent {
             this.fenced.add(vm);
             const v = this.lastLocal.find((x) => x.name === vm);
             if (v) v.state = "shutoff";
-            this.emit("fenced", { vm, leaseDeadline: new Date(this.leaseDeadlineMs).toISOString() });
+            this.emit("fenced", { vm, leaseDeadline: new Date(this.leaseDeadlineMs).toISOString(), fenceMs: this.now() - decidedAt, beforeDeadlineMs: this.leaseDeadlineMs - this.now() });
           } catch (e) {
             // Retried by the next fence check (every 100 ms). If it never succeeds, only the
             // watchdog or the storage lock (virtlockd) stands between this copy and a second one.
