@@ -149,23 +149,25 @@ export class Agent {
     this.opts.onLease?.(this.leaseHeld, this.leaseDeadlineMs);
   }
 
-  private async readOwners(vms: string[]): Promise<Record<string, Owned | null> | null> {
+  /** Every ownership record (one listing); null when the store cannot be read. */
+  private async readOwnerRecords(): Promise<Owned[] | null> {
     if (!this.leaseHeld) return null;
     try {
-      const out: Record<string, Owned | null> = {};
-      for (const vm of vms) {
-        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.storeTimeoutMs, "ownership read");
-        out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
-      }
-      for (const vm of this.fenced) if (!(vm in out)) {
-        const kv = await withTimeout(this.opts.coordination.get(keys.owner(this.prefix, vm)), this.storeTimeoutMs, "ownership read");
-        out[vm] = kv ? { record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision } : null;
-      }
-      return out;
+      const all = await withTimeout(this.opts.coordination.list(keys.owners(this.prefix)), this.storeTimeoutMs, "ownership read");
+      return all.map((kv) => ({ record: JSON.parse(kv.value) as OwnerRecord, revision: kv.revision }));
     } catch (e) {
       this.emit("store-unreachable", { error: (e as Error).message });
       return null;
     }
+  }
+
+  /** Ownership of the local VMs, the fenced ones and every VM recorded as this host's. */
+  private ownersFor(records: Owned[] | null, vms: string[]): Record<string, Owned | null> | null {
+    if (!records) return null;
+    const out: Record<string, Owned | null> = {};
+    for (const vm of [...vms, ...this.fenced]) out[vm] = null;
+    for (const o of records) if (o.record.vm in out || o.record.host === this.opts.host) out[o.record.vm] = o;
+    return out;
   }
 
   /** One round: lease, look, decide, act, publish (the simulation's step; run() renews on its own loop). */
@@ -177,7 +179,11 @@ export class Agent {
   /** Look, decide, act, publish - everything but the renewal. */
   async reconcile(): Promise<AgentAction[]> {
     const { backend, host } = this.opts;
+    // Ownership first, then the local listing: a VM recorded here before the listing started is
+    // in the listing unless it was really deleted.
+    const records = await this.readOwnerRecords();
     let local: VmInfo[];
+    let listed = true;
     try {
       // Generous: fencing does not wait for this (checkFence uses the last listing), and virsh
       // on a loaded 2-core lab host was measured taking over 2 s.
@@ -187,9 +193,10 @@ export class Agent {
       // Our own daemon does not answer: decide on what we saw last (a fence still gets tried).
       this.emit("local-list-failed", { error: (e as Error).message });
       local = this.lastLocal;
+      listed = false;
     }
     const isRunning = (v: VmInfo) => v.state === "running" || v.state === "paused";
-    const owners = await this.readOwners(local.map((v) => v.name));
+    const owners = this.ownersFor(records, local.map((v) => v.name));
     const actions = decideAgent({
       now: this.now(),
       host,
@@ -200,7 +207,8 @@ export class Agent {
       owners,
       fenced: [...this.fenced],
     });
-    for (const a of actions) await this.act(a, local);
+    // A stale listing must not release or re-mark anything (it may miss a VM restored since).
+    for (const a of actions) if (listed || (a.kind !== "release" && a.kind !== "mark")) await this.act(a, local);
 
     // Unchanged when the store could not be read this round (the lease still vouches for them).
     if (!this.leaseHeld) this.owned.clear();
@@ -249,6 +257,19 @@ export class Agent {
         this.fenced.delete(a.vm);
         this.emit("fenced-vm-recovered-elsewhere", { vm: a.vm, owner: a.owner });
         return;
+      case "mark": {
+        const cur = (await coordination.get(keys.owner(this.prefix, a.vm)).catch(() => null)) ?? null;
+        if (!cur || cur.revision !== a.revision) return;
+        const record = { ...(JSON.parse(cur.value) as OwnerRecord), state: a.state, by: `agent/${host}`, since: new Date(this.now()).toISOString() };
+        const rev = await coordination.compareAndSwap(keys.owner(this.prefix, a.vm), a.revision, JSON.stringify(record)).catch(() => null);
+        if (rev) this.emit(a.state === "stopped" ? "marked-stopped" : "marked-running", { vm: a.vm });
+        return;
+      }
+      case "release": {
+        const ok = await coordination.deleteIf(keys.owner(this.prefix, a.vm), a.revision).catch(() => false);
+        if (ok) this.emit("released", { vm: a.vm });
+        return;
+      }
       case "claim": {
         const info = local.find((v) => v.name === a.vm);
         const p = info?.protection;

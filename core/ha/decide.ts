@@ -17,14 +17,17 @@
  *   another owner and destroys its stale copy.
  */
 
-export type OwnerState = "running" | "recovering";
+export type OwnerState = "running" | "recovering" | "stopped";
 
 /** The ownership record of one VM (coordination key owners/<vm>). */
 export interface OwnerRecord {
   vm: string;
   /** Host that may run the VM. */
   host: string;
-  /** "recovering": a manager claimed it for host and is restoring it there. */
+  /**
+   * "recovering": a manager claimed it for host and is restoring it there. "stopped": its owner
+   * saw it shut off (not by a fence) - someone stopped it on purpose, so it is not recovered.
+   */
   state: OwnerState;
   /** Primary host first, then recovery hosts in order of preference (from the VM's protection record). */
   hosts: string[];
@@ -162,6 +165,7 @@ export function decideManager(f: ManagerFacts): ManagerAction[] {
     }
     const view = f.hosts[host];
     const held = view?.leaseHeld ?? false;
+    if (o.record.state === "stopped") continue;
     if (o.record.state === "recovering") {
       if (held && view?.record?.running.includes(vm)) {
         actions.push({ kind: "confirm", vm, host, expectRevision: o.revision });
@@ -212,7 +216,7 @@ export interface AgentFacts {
   leaseHeld: boolean;
   fenceSafetyMs: number;
   local: LocalVm[];
-  /** Ownership of the local VMs; null when the store could not be read this round. */
+  /** Ownership of the local VMs and of every VM this host owns; null when the store could not be read this round. */
   owners: Record<string, Owned | null> | null;
   /** VMs this agent already destroyed by self-fencing. */
   fenced: string[];
@@ -222,7 +226,11 @@ export type AgentAction =
   | { kind: "self-fence"; vms: string[]; reason: string }
   | { kind: "destroy-stale"; vm: string; owner: string; revision: string }
   | { kind: "claim"; vm: string }
-  | { kind: "forget-fenced"; vm: string; owner: string };
+  | { kind: "forget-fenced"; vm: string; owner: string }
+  /** The owner saw its VM shut off (not fenced) or running again: record it, so a manager does not recover a VM someone stopped. */
+  | { kind: "mark"; vm: string; state: "running" | "stopped"; revision: string }
+  /** A VM this host owns is no longer defined here (deleted): drop its ownership record. */
+  | { kind: "release"; vm: string; revision: string };
 
 /** What an agent should do with the VMs on its host this round. */
 export function decideAgent(f: AgentFacts): AgentAction[] {
@@ -244,6 +252,16 @@ export function decideAgent(f: AgentFacts): AgentAction[] {
   for (const vm of f.fenced) {
     const owner = f.owners[vm];
     if (owner && owner.record.host !== f.host) actions.push({ kind: "forget-fenced", vm, owner: owner.record.host });
+  }
+  if (!f.leaseHeld) return actions;
+  const defined = new Map(f.local.map((v) => [v.vm, v.running]));
+  for (const [vm, owner] of Object.entries(f.owners).sort(([a], [b]) => a.localeCompare(b))) {
+    if (!owner || owner.record.host !== f.host || f.fenced.includes(vm)) continue;
+    const running = defined.get(vm);
+    // "recovering": a manager is still restoring it here, so it may not be defined yet.
+    if (running === undefined && owner.record.state !== "recovering") actions.push({ kind: "release", vm, revision: owner.revision });
+    else if (!running && owner.record.state === "running") actions.push({ kind: "mark", vm, state: "stopped", revision: owner.revision });
+    else if (running && owner.record.state === "stopped") actions.push({ kind: "mark", vm, state: "running", revision: owner.revision });
   }
   return actions;
 }

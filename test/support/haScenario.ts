@@ -19,7 +19,8 @@ export interface Scenario {
   managers?: string[];
   /**
    * [seconds, command]. Commands: "power <host> off|on", "link <host> store|mgmt|storage off|on",
-   * "corrupt-newest <vm>", "kill <manager> after-claim" (dies right after its next claim),
+   * "corrupt-newest <vm>", "stop <vm>" / "delete <vm>" (by its user), "kill <manager> after-claim"
+   * (dies right after its next claim),
    * "kill <manager>".
    */
   commands: Array<[number, string]>;
@@ -111,6 +112,8 @@ export async function runScenario(s: Scenario): Promise<ScenarioResult> {
         agents.set(w[1], newAgent(w[1]));
       } else if (w[0] === "link") cluster.host(w[1]).links[w[2] as "store" | "mgmt" | "storage"] = w[3] === "on";
       else if (w[0] === "corrupt-newest") cluster.snapshotsOf(w[1])[0].corrupt = true;
+      else if (w[0] === "stop") for (const v of cluster.copies(w[1])) v.running = false;
+      else if (w[0] === "delete") cluster.vms.splice(0, cluster.vms.length, ...cluster.vms.filter((v) => v.name !== w[1]));
       else if (w[0] === "kill" && w[2] === "after-claim") killAfterClaim.add(w[1]);
       else if (w[0] === "kill") {
         const m = managers.find((x) => x.id === w[1]);

@@ -152,4 +152,20 @@ export const scenarios: ScenarioCase[] = [
       " 11.00 manager/m1 claimed vm1 a->b s3 (finishing the recovery onto b)",
       " 11.00 manager/m1 recovered vm1 a->b s3",
     ], expectRunning: { vm1: ["b"] } },
+  { ...two, name: "VM stopped by its user, then its host loses power: not recovered", commands: [[3, "stop vm1"], [6, "power a off"]], expectLog: [
+      "  0.00 agent/a claimed vm1",
+      "  0.00 manager/m1 elected",
+      "  3.00 cmdlist: stop vm1",
+      "  3.00 agent/a snapshot-failed vm1 (vm1 does not run on a)",
+      "  3.00 agent/a marked-stopped vm1",
+      "  6.00 cmdlist: power a off",
+    ], expectRunning: { vm1: [] } },
+  { ...two, name: "VM deleted by its user: ownership released, host loss recovers nothing", commands: [[3, "delete vm1"], [6, "power a off"]], expectLog: [
+      "  0.00 agent/a claimed vm1",
+      "  0.00 manager/m1 elected",
+      "  3.00 cmdlist: delete vm1",
+      "  3.00 agent/a snapshot-failed vm1 (vm1 does not run on a)",
+      "  3.00 agent/a released vm1",
+      "  6.00 cmdlist: power a off",
+    ], expectRunning: { vm1: [] } },
 ];
