@@ -7,6 +7,8 @@
  *   recover VM   resume a VM on a recovery host from its newest complete snapshot
  *   drill VM     restore a copy under another name, check it, remove it (--cleanup: sweep leftovers)
  *   repository check   check (and --repair) a snapshot repository
+ *   agent        per-host HA agent (host lease, self-fencing, snapshot loop)
+ *   manager      HA manager (leader-elected; recovers the VMs of hosts whose lease expired)
  *
  * Adding a command (e.g. `repository check`, `agent`, `manager`):
  *   1. Write cli/<name>Command.ts exporting `register(program: Command, ctx: CliContext): void`.
@@ -32,11 +34,13 @@ import * as scheduler from "./schedulerCommand";
 import * as recoverCommand from "./recoverCommand";
 import * as drill from "./drillCommand";
 import * as repository from "./repositoryCommand";
+import * as agent from "./agentCommand";
+import * as manager from "./managerCommand";
 
 type Register = (program: Command, ctx: CliContext) => void;
 
 /** Every command, in the order `--help` lists them. One line per command. */
-const COMMANDS: Register[] = [stack.register, scheduler.register, recoverCommand.register, drill.register, repository.register];
+const COMMANDS: Register[] = [stack.register, scheduler.register, recoverCommand.register, drill.register, repository.register, agent.register, manager.register];
 
 /** The whole command tree, writing to ctx's streams and throwing instead of exiting. */
 export function buildProgram(ctx: CliContext): Command {

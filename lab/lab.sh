@@ -354,6 +354,18 @@ prepare_host_dirs() {
   printf 'log_outputs="3:file:%s"\n' "$hd/log/daemon.log" >"$conf"
   printf 'stdio_handler = "file"\n' >"$hd/config/libvirt/qemu.conf"
   chown "$u:$u" "$conf" "$hd/config/libvirt/qemu.conf"
+  # PVLAB_LOCK_MANAGER=lockd: libvirt's lock manager as the storage-level barrier (issue 12).
+  # Each session daemon spawns its own virtlockd; every disk is locked through a file named by
+  # the disk path's hash in a lockspace on the shared repository, so two hosts' QEMUs of one
+  # disk exclude each other (fcntl locks hold across processes and users).
+  if [[ "${PVLAB_LOCK_MANAGER:-}" == lockd ]]; then
+    install -d -m 1777 -g "$SHARED_GROUP" "$REPO_DIR/lockspace"
+    printf 'lock_manager = "lockd"\n' >>"$hd/config/libvirt/qemu.conf"
+    printf 'auto_disk_leases = 1\nfile_lockspace_dir = "%s"\n' "$REPO_DIR/lockspace" >"$hd/config/libvirt/qemu-lockd.conf"
+    chown "$u:$u" "$hd/config/libvirt/qemu-lockd.conf"
+  else
+    rm -f "$hd/config/libvirt/qemu-lockd.conf"
+  fi
 }
 
 # ---------------------------------------------------------------- daemons

@@ -41,6 +41,10 @@ export interface SchedulerOptions {
   maxSnapshots?: number;
   /** Only these VMs (default: every protected VM on the hosts). */
   vmNames?: string[];
+  /** Snapshots taken at once (default 1). More than one keeps a slow VM from starving the others. */
+  concurrency?: number;
+  /** Asked before each snapshot; false skips the VM this time (the HA agent: only VMs it owns while it holds its lease). */
+  mayRun?: (vm: string) => boolean;
 }
 
 interface Tracked {
@@ -135,6 +139,7 @@ export class Scheduler {
         vm: t.name,
         host: t.host,
         id: record.id,
+        createdAt: record.createdAt,
         bytes: record.bytes,
         storedBytes: record.storedBytes,
         durationMs: record.durationMs,
@@ -191,6 +196,15 @@ export class Scheduler {
     }
   }
 
+  private async runOne(t: Tracked): Promise<void> {
+    if (!(await this.opts.backend.hostAlive(t.host))) {
+      this.emit("host-down", { vm: t.name, host: t.host });
+      this.vms.delete(t.name); // rediscovered wherever it runs next (after recover)
+      return;
+    }
+    await this.snapshotVm(t);
+  }
+
   private rpoOf(t: Tracked): number | null {
     return t.lastSnapshot ? (Date.now() - Date.parse(t.lastSnapshot.createdAt)) / 1000 : null;
   }
@@ -215,27 +229,40 @@ export class Scheduler {
     fs.renameSync(tmp, this.opts.statusFile);
   }
 
-  /** Run until stop() (or maxSnapshots): one snapshot at a time, so a 2-core host is not swamped. */
+  /**
+   * Run until stop() (or maxSnapshots). At most `concurrency` snapshots at once (default 1, so a
+   * 2-core host is not swamped); a VM is never snapshotted twice at the same time.
+   */
   async run(): Promise<void> {
     await this.discover();
-    while (!this.stopped) {
+    const limit = Math.max(1, this.opts.concurrency ?? 1);
+    const busy = new Map<string, Promise<void>>();
+    const done = () => this.opts.maxSnapshots !== undefined && this.snapshotsTaken >= this.opts.maxSnapshots;
+    while (!this.stopped && !done()) {
       if (Date.now() - this.lastDiscovery > (this.opts.discoverEveryMs ?? 15_000)) await this.discover();
-      const due = [...this.vms.values()].filter((t) => t.dueAt <= Date.now()).sort((a, b) => a.dueAt - b.dueAt)[0];
-      if (due) {
-        const alive = await this.opts.backend.hostAlive(due.host);
-        if (!alive) {
-          this.emit("host-down", { vm: due.name, host: due.host });
-          this.vms.delete(due.name); // rediscovered wherever it runs next (after recover)
-        } else {
-          await this.snapshotVm(due);
+      const due = [...this.vms.values()]
+        .filter((t) => t.dueAt <= Date.now() && !busy.has(t.name))
+        .sort((a, b) => a.dueAt - b.dueAt);
+      let started = false;
+      for (const t of due) {
+        if (busy.size >= limit) break;
+        if (this.opts.mayRun && !this.opts.mayRun(t.name)) {
+          t.dueAt = Date.now() + 1000;
+          continue;
         }
-        this.writeStatus();
-        if (this.opts.maxSnapshots !== undefined && this.snapshotsTaken >= this.opts.maxSnapshots) break;
-        continue;
+        started = true;
+        const job = this.runOne(t).finally(() => {
+          busy.delete(t.name);
+          this.writeStatus();
+        });
+        busy.set(t.name, job);
       }
-      this.writeStatus();
-      await sleep(250);
+      if (!started) {
+        this.writeStatus();
+        await Promise.race([sleep(250), ...busy.values()]);
+      }
     }
+    await Promise.all(busy.values());
     this.emit("stopped", { snapshots: this.snapshotsTaken });
   }
 }
