@@ -131,6 +131,8 @@ declare -A PKG_FOR=(
   [xz]=xz-utils
   [readelf]=binutils
   [flock]=util-linux
+  [etcd]=etcd-server        # coordination for the HA agents and managers (lab/etcd.ts)
+  [virtlockd]=libvirt-daemon # libvirt's lock manager, the barrier against a second copy (PVLAB_LOCK_MANAGER=lockd)
 )
 
 ensure_packages() {
