@@ -28,6 +28,19 @@ import { defineXml, domainState, vmInfo } from "./domains";
 import { rewriteSaveImageXml } from "./saveImage";
 import { stripProtectionElement } from "./metadata";
 import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
+import {
+  DiffLayout,
+  foldAfterFailure,
+  foldBelowNewOverlay,
+  isDiffSnapshot,
+  loadPrevious,
+  Logger,
+  materializeDiff,
+  repairBeforeTake,
+  storeDiffSnapshot,
+} from "./diffSnapshot";
+
+const defaultLog: Logger = (line) => process.stderr.write(`protected-vm: ${line}\n`);
 
 export interface TakeSnapshotArgs {
   uri: string;
@@ -38,10 +51,18 @@ export interface TakeSnapshotArgs {
   /** How files move between the host's pool and the repository (default: in place for a local URI, streamed otherwise). */
   transfer?: TransferSetting;
   live?: "auto" | "never";
+  /**
+   * "auto" (default): store what changed (diffSnapshot.ts) where it can run - this machine's own
+   * libvirt (the pool is read in place) with qemu-img - else the whole-file path below.
+   * "whole-files": always the whole-file path.
+   */
+  method?: "auto" | "whole-files";
+  /** Where repairs and fallbacks are reported; default stderr. */
+  log?: Logger;
 }
 
 /** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
-function primaryDisk(domainXml: string): { target: string; path: string } {
+export function primaryDisk(domainXml: string): { target: string; path: string } {
   const m = /<disk\b[^>]*device=['"]disk['"][\s\S]*?<source file=['"]([^'"]+)['"][\s\S]*?<target dev=['"]([^'"]+)['"]/.exec(domainXml);
   if (!m) throw new Error("the domain has no file-backed disk: a snapshot needs one (lab-notes: a domain with no disk cannot take one)");
   return { path: m[1], target: m[2] };
@@ -103,6 +124,10 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
   const disk = primaryDisk(liveXml);
   const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
+  const log = args.log ?? defaultLog;
+  const whyNotDiff = args.method === "whole-files" ? "method whole-files was asked for" : host.mode !== "direct" ? `${uri} is not this machine (the pool is streamed, not read in place)` : undefined;
+  if (!whyNotDiff) return takeDiff(virsh, args, { started, liveXml, disk, host, log });
+  const fallbackNote = `whole files: ${whyNotDiff}`;
   // Staging names only need to be unique on this host; the repository assigns the snapshot id.
   const id = `${Date.now()}-${process.pid}`;
   const memFile = host.hostPath(volumeNames.memoryStaging(name, id));
@@ -134,7 +159,7 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
     const domainXmlFile = path.join(scratch, "domain.xml");
     fs.writeFileSync(domainXmlFile, liveXml);
     await pending.addFile("domain.xml", domainXmlFile);
-    committed = { ...(await pending.commit()), live };
+    committed = { ...(await pending.commit()), live, method: fallbackNote };
   } catch (e) {
     await pending.abort().catch(() => undefined);
     throw e;
@@ -145,6 +170,72 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);
   }
   return committed;
+}
+
+/** The differential path (diffSnapshot.ts): same capture, memory as page groups, disk as changed clusters. */
+async function takeDiff(
+  virsh: VirshRunner,
+  args: TakeSnapshotArgs,
+  ctx: { started: number; liveXml: string; disk: { target: string; path: string }; host: HostFiles; log: Logger },
+): Promise<SnapshotRecord> {
+  const { uri, name } = args;
+  const { host, log, disk } = ctx;
+  const repo = new SnapshotRepository(args.repository);
+  const prev = await loadPrevious(repo, name).catch(() => undefined);
+  const kept = prev?.layout.disks.find((d) => d.target === disk.target)?.keptOverlay;
+  const { chain, notes } = await repairBeforeTake(virsh, host, repo, name, disk.target, kept, log);
+
+  const id = `${Date.now()}-${process.pid}`;
+  const memFile = args.includeMemory ? host.hostPath(volumeNames.memoryStaging(name, id)) : undefined;
+  const overlay = host.hostPath(volumeNames.overlayStaging(name, id));
+  const live = args.includeMemory && args.live === "auto" && (await dirtyRateMBps(virsh, uri, name)) <= LIVE_MAX_DIRTY_MBPS;
+  const snapArgs = ["snapshot-create-as", name, "--name", `pv-${id}`, "--no-metadata", "--atomic"];
+  if (memFile) snapArgs.push("--memspec", `file=${memFile},snapshot=external`);
+  else snapArgs.push("--disk-only");
+  snapArgs.push("--diskspec", `${disk.target},snapshot=external,file=${overlay}`);
+  if (live) snapArgs.push("--live");
+  const callStart = Date.now();
+  try {
+    if (live) await liveSnapshotWithDeadline(virsh, uri, name, snapArgs);
+    else await virsh.run(uri, snapArgs, { timeoutMs: 3_600_000 });
+  } catch (e) {
+    // --atomic: libvirt left no overlay, but a half-written memory file may be there.
+    if (memFile) await host.remove(memFile).catch(() => undefined);
+    throw e;
+  }
+  const pauseMs = live ? undefined : Date.now() - callStart;
+  const createdAt = new Date(live ? Date.now() : callStart);
+
+  let committed: SnapshotRecord;
+  const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(ctx.started), includesMemory: args.includeMemory, pauseMs });
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-take-"));
+  try {
+    const layout = await storeDiffSnapshot(repo, pending, { memFile, target: disk.target, frozenTop: chain.top, newOverlay: overlay, chainBefore: chain }, scratch, log, notes);
+    const domainXmlFile = path.join(scratch, "domain.xml");
+    fs.writeFileSync(domainXmlFile, ctx.liveXml);
+    await pending.addFile("domain.xml", domainXmlFile);
+    committed = { ...(await pending.commit()), live, method: describeMethod(layout) };
+  } catch (e) {
+    await pending.abort().catch(() => undefined);
+    await foldAfterFailure(virsh, host, name, disk.target, log).catch((f: Error) => log(`${name}: folding the disk back after a failed snapshot failed too: ${f.message}`));
+    throw e;
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+    if (memFile) await host.remove(memFile).catch(() => undefined);
+  }
+  try {
+    await foldBelowNewOverlay(virsh, host, name, disk.target, log);
+  } catch (e) {
+    // The snapshot is committed; the next take repairs a longer chain (its top is the kept overlay).
+    log(`${name}: folding the previous overlay into the base failed (${(e as Error).message}); the next snapshot retries`);
+  }
+  await refreshPool(virsh, uri, args.pool).catch(() => undefined);
+  return committed;
+}
+
+function describeMethod(layout: DiffLayout): string {
+  const m = layout.method;
+  return [`memory: ${m.memory === "pages" ? "page groups" : m.memory === "file" ? "whole file" : "none"}`, `disk: ${m.disk}`, ...m.notes].join("; ");
 }
 
 async function addHostFile(pending: PendingSnapshot, host: HostFiles, role: string, hostPath: string): Promise<void> {
@@ -193,7 +284,13 @@ export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Pr
   const staging = host.stagingDir(`${name}.pvrestore-${snapshot.id}`);
   const memVolume = `${name}.pvrestore-${snapshot.id}.mem`;
   try {
-    const files = await repo.materialize(snapshot.vm, snapshot.id, staging);
+    let files: Record<string, string>;
+    if (isDiffSnapshot(await repo.readManifest(snapshot.vm, snapshot.id))) {
+      const d = await materializeDiff(repo, snapshot.vm, snapshot.id, staging);
+      files = { "disk:vda": d.disk, "domain.xml": d.domainXml, ...(d.memory ? { memory: d.memory } : {}) };
+    } else {
+      files = await repo.materialize(snapshot.vm, snapshot.id, staging);
+    }
     const diskRole = Object.keys(files).find((r) => r.startsWith("disk:"));
     if (!diskRole) throw new Error(`snapshot ${snapshot.id} has no disk`);
     const diskPath = host.hostPath(volumeNames.disk(name));
