@@ -150,6 +150,13 @@ export async function repairBeforeTake(
     notes.push(s);
     log(`${name}: ${s}`);
   };
+  // A snapshot whose virsh client was killed goes on inside libvirt: let it finish first.
+  for (let i = 0; i < 120; i++) {
+    const { stdout } = await virsh.run(host.uri, ["domjobinfo", name]).catch(() => ({ stdout: "" }));
+    if (!/^Job type:\s+(Unbounded|Bounded)/m.test(stdout)) break;
+    if (i === 0) note("waiting for a libvirt job left by an interrupted snapshot to finish");
+    await new Promise((r) => setTimeout(r, 500));
+  }
   let chain = await diskChain(virsh, host.uri, name, target);
   if (chain.chain.length > 1 && chain.top !== keptOverlay) {
     note(`disk chain ${chain.chain.join(" <- ")} is not the kept overlay of the newest snapshot (a snapshot was interrupted): folded into the base`);

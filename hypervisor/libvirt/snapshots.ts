@@ -30,6 +30,7 @@ import { stripProtectionElement } from "./metadata";
 import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
 import {
   DiffLayout,
+  diskChain,
   foldAfterFailure,
   foldBelowNewOverlay,
   isDiffSnapshot,
@@ -125,9 +126,18 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   const disk = primaryDisk(liveXml);
   const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
   const log = args.log ?? defaultLog;
-  const whyNotDiff = args.method === "whole-files" ? "method whole-files was asked for" : host.mode !== "direct" ? `${uri} is not this machine (the pool is streamed, not read in place)` : undefined;
+  const whyNotDiff =
+    args.method === "whole-files"
+      ? "method whole-files was asked for"
+      : host.mode !== "direct"
+        ? `${uri} is not this machine (the pool is streamed, not read in place)`
+        : await diskChain(virsh, uri, name, disk.target).then(
+            () => undefined,
+            (e: Error) => `the disk chain cannot be read in place (${e.message})`,
+          );
   if (!whyNotDiff) return takeDiff(virsh, args, { started, liveXml, disk, host, log });
   const fallbackNote = `whole files: ${whyNotDiff}`;
+  log(`${name}: snapshot stored as ${fallbackNote}`);
   // Staging names only need to be unique on this host; the repository assigns the snapshot id.
   const id = `${Date.now()}-${process.pid}`;
   const memFile = host.hostPath(volumeNames.memoryStaging(name, id));
@@ -205,12 +215,21 @@ async function takeDiff(
   }
   const pauseMs = live ? undefined : Date.now() - callStart;
   const createdAt = new Date(live ? Date.now() : callStart);
+  // The image our overlay froze is its backing file; if that is not the top seen before the
+  // capture (something changed the chain meanwhile), the disk is read in full, not patched.
+  const after = await diskChain(virsh, uri, name, disk.target);
+  const frozenTop = after.top === overlay && after.chain.length > 1 ? after.chain[1] : chain.top;
+  if (frozenTop !== chain.top) {
+    notes.push(`the disk chain changed during the capture (${chain.top} -> ${frozenTop}): disk read in full`);
+    log(`${name}: ${notes[notes.length - 1]}`);
+  }
+  const chainBefore = frozenTop === chain.top ? chain : { ...chain, top: "" };
 
   let committed: SnapshotRecord;
   const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(ctx.started), includesMemory: args.includeMemory, pauseMs });
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-take-"));
   try {
-    const layout = await storeDiffSnapshot(repo, pending, { memFile, target: disk.target, frozenTop: chain.top, newOverlay: overlay, chainBefore: chain }, scratch, log, notes);
+    const layout = await storeDiffSnapshot(repo, pending, { memFile, target: disk.target, frozenTop, newOverlay: overlay, chainBefore }, scratch, log, notes);
     const domainXmlFile = path.join(scratch, "domain.xml");
     fs.writeFileSync(domainXmlFile, ctx.liveXml);
     await pending.addFile("domain.xml", domainXmlFile);
