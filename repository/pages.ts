@@ -191,8 +191,9 @@ export async function storeRegion(
       if (input.length !== len) throw new Error(`${prefix}: group ${g} has ${input.length} bytes, expected ${len}`);
       const x = await xxh128(input);
       seg.xxh.push(x);
-      // Bytes of a group already stored are not kept: the store has them.
-      seg.data.push(known.get(x) ? null : input);
+      // Kept until the segment is done (at most one segment, 64 MiB): should the segment
+      // differ from the previous one, its whole-file hash needs every group's bytes.
+      seg.data.push(input);
     }
     g++;
     if (g % SEGMENT_GROUPS === 0 || g === total) {

@@ -336,6 +336,7 @@ export async function storeDiffSnapshot(
   log: Logger,
   repairNotes: string[],
 ): Promise<DiffLayout> {
+  const t0 = Date.now();
   const prev = await loadPrevious(repo, pending.vm);
   const known = new KnownGroups();
   if (prev) for (const r of prev.layout.regions) known.addRegion({ layout: r, files: prev.files });
@@ -388,6 +389,7 @@ export async function storeDiffSnapshot(
     }
   }
 
+  const memDone = Date.now();
   const chain = await backingChain(cap.frozenTop);
   const virtualSize = chain[0].virtualSize;
   const prefix = `vdisk:${cap.target}`;
@@ -410,6 +412,7 @@ export async function storeDiffSnapshot(
   layout.disks.push({ target: cap.target, prefix, virtualSize, format: chain[chain.length - 1].format, base: cap.chainBefore.base, keptOverlay: cap.newOverlay });
   if (layout.method.disk === "changed-clusters") layout.method.notes.push(`disk ${cap.target}: ${counters.changedGroups} changed groups, ${counters.bytesRead} bytes read from the overlay`);
 
+  log(`${pending.vm}: memory stored in ${memDone - t0} ms, disk in ${Date.now() - memDone} ms`);
   const layoutFile = path.join(scratch, "layout.json");
   fs.writeFileSync(layoutFile, JSON.stringify(layout));
   await pending.addFile(LAYOUT_ROLE, layoutFile);

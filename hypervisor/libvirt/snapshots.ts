@@ -193,7 +193,15 @@ async function takeDiff(
   const repo = new SnapshotRepository(args.repository);
   const prev = await loadPrevious(repo, name).catch(() => undefined);
   const kept = prev?.layout.disks.find((d) => d.target === disk.target)?.keptOverlay;
+  const phases: Array<[string, number]> = [];
+  let mark = Date.now();
+  const phase = (what: string) => {
+    const now = Date.now();
+    phases.push([what, now - mark]);
+    mark = now;
+  };
   const { chain, notes } = await repairBeforeTake(virsh, host, repo, name, disk.target, kept, log);
+  phase("repair");
 
   const id = `${Date.now()}-${process.pid}`;
   const memFile = args.includeMemory ? host.hostPath(volumeNames.memoryStaging(name, id)) : undefined;
@@ -215,6 +223,7 @@ async function takeDiff(
   }
   const pauseMs = live ? undefined : Date.now() - callStart;
   const createdAt = new Date(live ? Date.now() : callStart);
+  phase("capture");
   // The image our overlay froze is its backing file; if that is not the top seen before the
   // capture (something changed the chain meanwhile), the disk is read in full, not patched.
   const after = await diskChain(virsh, uri, name, disk.target);
@@ -233,7 +242,9 @@ async function takeDiff(
     const domainXmlFile = path.join(scratch, "domain.xml");
     fs.writeFileSync(domainXmlFile, ctx.liveXml);
     await pending.addFile("domain.xml", domainXmlFile);
+    phase("store");
     committed = { ...(await pending.commit()), live, method: describeMethod(layout) };
+    phase("commit+verify");
   } catch (e) {
     await pending.abort().catch(() => undefined);
     await foldAfterFailure(virsh, host, name, disk.target, log).catch((f: Error) => log(`${name}: folding the disk back after a failed snapshot failed too: ${f.message}`));
@@ -249,6 +260,8 @@ async function takeDiff(
     log(`${name}: folding the previous overlay into the base failed (${(e as Error).message}); the next snapshot retries`);
   }
   await refreshPool(virsh, uri, args.pool).catch(() => undefined);
+  phase("fold");
+  log(`${name}: snapshot ${committed.id} stored ${committed.storedBytes} of ${committed.bytes} bytes; ${phases.map(([w, ms]) => `${w} ${ms} ms`).join(", ")}`);
   return committed;
 }
 

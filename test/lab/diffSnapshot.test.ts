@@ -148,9 +148,12 @@ describeLab("lab: differential snapshots (page groups, changed clusters)", () =>
     const rateMiB = 2;
     const { log } = await boot(name, { memMiB: 256, fill: 128, rate: rateMiB, diskMiB: 2048, diskDataMiB: 100 });
     const lines: string[] = [];
+    // The guest's work counter (pages rewritten) read just before each take: the capture follows
+    // ~1 s later in both, so the difference is what the guest dirtied between the two captures.
     const take = async () => {
+      const work = counters(log).slice(-1)[0].work;
       const r = await takeSnapshot(virsh, { uri: A.uri, name, pool: A.pool, includeMemory: true, repository: repoDir, live: "never", log: (l) => lines.push(l) });
-      return { rec: r, work: counters(log).slice(-1)[0].work };
+      return { rec: r, work };
     };
     const t1 = Date.now();
     const first = await take();
@@ -186,9 +189,25 @@ describeLab("lab: differential snapshots (page groups, changed clusters)", () =>
     expect(left.filter((f) => f.endsWith(".mem"))).toEqual([]);
     expect(left.filter((f) => f.includes(".pvsnap-")).length).toBe(1);
 
+    // Raw libvirt on the same guest, for the ratios in the log: virsh save, then virsh restore of
+    // that file on a (the guest's counter is not checked there; b's restore below is the test).
     const lastA = lastCounter(log)!;
+    const rawSav = path.join(A.storageDir, `${name}.pvsnap-raw.sav`);
+    const tSave = Date.now();
+    await virsh.run(A.uri, ["save", name, rawSav]);
+    const rawSaveMs = Date.now() - tSave;
+    const tRawRestore = Date.now();
+    await virsh.run(A.uri, ["restore", rawSav, "--paused"]);
+    const rawRestoreMs = Date.now() - tRawRestore;
     await virsh.run(A.uri, ["destroy", name]);
+    fs.rmSync(rawSav, { force: true });
+    const tRestore = Date.now();
     await restoreSnapshot(virsh, { snapshot: second.rec, uri: B.uri, pool: B.pool, repository: repoDir });
+    const restoreMs = Date.now() - tRestore;
+    console.log(
+      `ratios (same guest, same run): take 2 / raw virsh save = ${(take2Ms / rawSaveMs).toFixed(1)} (${take2Ms} / ${rawSaveMs} ms); ` +
+        `restore on b (rebuild 2 GiB disk + image, virsh restore) / raw virsh restore = ${(restoreMs / rawRestoreMs).toFixed(1)} (${restoreMs} / ${rawRestoreMs} ms)`,
+    );
     // It continues from the second snapshot (taken after beforeSecond), not from a reboot.
     await expectContinuesOnB(B, name, beforeSecond);
     expect(counters(path.join(B.storageDir, `${name}.console.log`))[0].n).toBeLessThanOrEqual(lastA + 1);
