@@ -132,6 +132,25 @@ async function removeStaging(host: HostFiles, name: string, file: string): Promi
   await host.remove(file).catch(() => undefined);
 }
 
+export interface RepairPlan {
+  /** Fold every overlay into the base (the chain is not one a completed take leaves). */
+  foldAll: boolean;
+  /** Pool files (basenames) of this VM's staging that are not in the chain: remove. */
+  removeFiles: string[];
+}
+
+/**
+ * What to repair before a take, from the disk chain (top first), the overlay the newest complete
+ * snapshot kept, and the pool's file names. A completed take leaves `kept <- base`; a take
+ * killed after its capture leaves `its overlay <- kept <- base` (or `<- base`) and a memory file.
+ */
+export function planRepair(name: string, chain: string[], keptOverlay: string | undefined, poolFiles: string[], poolDir: string): RepairPlan {
+  const foldAll = chain.length > 1 && chain[0] !== keptOverlay;
+  const keep = new Set(foldAll ? [chain[chain.length - 1]] : chain);
+  const removeFiles = poolFiles.filter((f) => f.startsWith(`${name}.pvsnap-`) && !keep.has(path.join(poolDir, f)));
+  return { foldAll, removeFiles };
+}
+
 /**
  * Bring the VM back to a known disk chain and remove what interrupted snapshots left. Returns
  * the chain and what was done (each also logged).
@@ -158,18 +177,15 @@ export async function repairBeforeTake(
     await new Promise((r) => setTimeout(r, 500));
   }
   let chain = await diskChain(virsh, host.uri, name, target);
-  if (chain.chain.length > 1 && chain.top !== keptOverlay) {
+  const plan = planRepair(name, chain.chain, keptOverlay, fs.readdirSync(host.poolDir), host.poolDir);
+  if (plan.foldAll) {
     note(`disk chain ${chain.chain.join(" <- ")} is not the kept overlay of the newest snapshot (a snapshot was interrupted): folded into the base`);
     await foldAll(virsh, host, name, target, () => undefined, "repair");
     chain = await diskChain(virsh, host.uri, name, target);
   }
-  const inChain = new Set(chain.chain);
-  for (const f of fs.readdirSync(host.poolDir)) {
-    const p = path.join(host.poolDir, f);
-    if (f.startsWith(`${name}.pvsnap-`) && !inChain.has(p)) {
-      note(`removed staging file ${f} left by an interrupted snapshot`);
-      await removeStaging(host, name, p);
-    }
+  for (const f of plan.removeFiles) {
+    note(`removed staging file ${f} left by an interrupted snapshot`);
+    await removeStaging(host, name, path.join(host.poolDir, f));
   }
   // Pending markers whose taker died on this host: never restorable, only debris.
   const dir = repo.vmDir(name);

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PAGE_SIZE, parseSaveImage, RAM_FLAG, readBlockGroups, readRange, SECTION, UnsupportedStreamError, writeSaveImage } from "../../hypervisor/libvirt/migrationStream";
+import { planRepair } from "../../hypervisor/libvirt/diffSnapshot";
 import { ChunkStore } from "../../repository/chunks";
 import { GROUP_BYTES, KnownGroups, readRegion, storeRegion } from "../../repository/pages";
 
@@ -235,5 +236,34 @@ describe("fixed page groups", () => {
     expect(back[5][0]).toBe(99);
     expect(back[4][0]).toBe(5);
     expect(back[20][0]).toBe(0);
+  });
+});
+
+describe("repair before a take (planRepair)", () => {
+  const pool = "/pool";
+  const p = (f: string) => `${pool}/${f}`;
+  const files = ["vm.qcow2", "vm.console.log", "vm.pvsnap-1.overlay.qcow2", "vm.pvsnap-2.overlay.qcow2", "vm.pvsnap-2.mem", "vm2.pvsnap-9.mem", "other.qcow2"];
+
+  test("the chain a completed take leaves: keep it, remove only other staging files of this VM", () => {
+    const plan = planRepair("vm", [p("vm.pvsnap-1.overlay.qcow2"), p("vm.qcow2")], p("vm.pvsnap-1.overlay.qcow2"), files, pool);
+    expect(plan.foldAll).toBe(false);
+    expect(plan.removeFiles).toEqual(["vm.pvsnap-2.overlay.qcow2", "vm.pvsnap-2.mem"]);
+  });
+
+  test("a take killed after its capture (its overlay on top of the kept one): fold everything, remove every staging file", () => {
+    const plan = planRepair("vm", [p("vm.pvsnap-2.overlay.qcow2"), p("vm.pvsnap-1.overlay.qcow2"), p("vm.qcow2")], p("vm.pvsnap-1.overlay.qcow2"), files, pool);
+    expect(plan.foldAll).toBe(true);
+    expect(plan.removeFiles).toEqual(["vm.pvsnap-1.overlay.qcow2", "vm.pvsnap-2.overlay.qcow2", "vm.pvsnap-2.mem"]);
+  });
+
+  test("an overlay with no complete snapshot that kept it (first take killed): fold it", () => {
+    expect(planRepair("vm", [p("vm.pvsnap-2.overlay.qcow2"), p("vm.qcow2")], undefined, files, pool).foldAll).toBe(true);
+  });
+
+  test("the base alone: nothing to fold; another VM's files are never touched", () => {
+    const plan = planRepair("vm", [p("vm.qcow2")], p("vm.pvsnap-1.overlay.qcow2"), files, pool);
+    expect(plan.foldAll).toBe(false);
+    expect(plan.removeFiles).not.toContain("vm2.pvsnap-9.mem");
+    expect(plan.removeFiles).not.toContain("other.qcow2");
   });
 });
