@@ -21,7 +21,7 @@ import * as os from "os";
 import * as path from "path";
 import type { SnapshotRecord, VmInfo } from "../backend";
 import { PendingSnapshot, SnapshotRepository } from "../../repository/repository";
-import { HostFiles, TransferSetting } from "./hostFiles";
+import { HostFiles, isLocalUri, TransferSetting } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
 import { rewriteForHost } from "./domainXml";
 import { defineXml, domainState, vmInfo } from "./domains";
@@ -101,9 +101,11 @@ export async function dirtyRateMBps(virsh: VirshRunner, uri: string, name: strin
  * written (the lab saw one run 70 s and write 23 GB), it is paused at the deadline, which makes
  * the copy finish like a non-live one, and resumed afterwards.
  */
-async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: string, snapArgs: string[]): Promise<void> {
+async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: string, snapArgs: string[], pausedMarker?: string): Promise<void> {
   let paused: Promise<unknown> | undefined;
   const timer = setTimeout(() => {
+    // The marker lets the next take resume the guest should this process die while it is paused.
+    if (pausedMarker) fs.writeFileSync(pausedMarker, `${process.pid}\n`);
     paused = virsh.run(uri, ["suspend", name]).catch(() => undefined);
   }, LIVE_DEADLINE_MS);
   try {
@@ -113,6 +115,7 @@ async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: s
     if (paused) {
       await paused;
       if ((await domainState(virsh, uri, name)) === "paused") await virsh.run(uri, ["resume", name]);
+      if (pausedMarker) fs.rmSync(pausedMarker, { force: true });
     }
   }
 }
@@ -120,12 +123,16 @@ async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: s
 export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): Promise<SnapshotRecord> {
   const { uri, name } = args;
   const started = Date.now();
-  const state = await domainState(virsh, uri, name);
+  const log = args.log ?? defaultLog;
+  // A take killed mid-capture leaves libvirt's job running (the guest paused until it ends), or
+  // the guest paused by our live-snapshot deadline: finish / undo that first.
+  await waitForDomainJob(virsh, uri, name, log);
+  let state = await domainState(virsh, uri, name);
+  if (state === "paused" && (await resumeIfWePaused(virsh, uri, name, args.pool, log))) state = await domainState(virsh, uri, name);
   if (state !== "running") throw new Error(`cannot snapshot ${name} on ${uri}: it is ${state}, a snapshot with memory needs a running VM`);
   const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
   const disk = primaryDisk(liveXml);
   const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
-  const log = args.log ?? defaultLog;
   const whyNotDiff =
     args.method === "whole-files"
       ? "method whole-files was asked for"
@@ -182,6 +189,33 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   return committed;
 }
 
+/** Wait (up to 60 s) for a libvirt job on the domain, e.g. a snapshot whose virsh client was killed. */
+async function waitForDomainJob(virsh: VirshRunner, uri: string, name: string, log: Logger): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const { stdout } = await virsh.run(uri, ["domjobinfo", name]).catch(() => ({ stdout: "" }));
+    if (!/^Job type:\s+(Unbounded|Bounded)/m.test(stdout)) return;
+    if (i === 0) log(`${name}: waiting for a libvirt job (an interrupted snapshot?) to finish`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Resume a guest that a killed take paused (its marker is in the pool); true when it did. */
+async function resumeIfWePaused(virsh: VirshRunner, uri: string, name: string, pool: string, log: Logger): Promise<boolean> {
+  let dir: string;
+  try {
+    dir = await poolDir(virsh, uri, pool);
+  } catch {
+    return false;
+  }
+  if (!isLocalUri(uri) || !fs.existsSync(dir)) return false;
+  const markers = fs.readdirSync(dir).filter((f) => f.startsWith(`${name}.pvsnap-`) && f.endsWith(".paused"));
+  if (!markers.length) return false;
+  log(`${name}: paused by an interrupted snapshot (${markers.join(", ")}): resuming it`);
+  await virsh.run(uri, ["resume", name]);
+  for (const m of markers) fs.rmSync(path.join(dir, m), { force: true });
+  return true;
+}
+
 /** The differential path (diffSnapshot.ts): same capture, memory as page groups, disk as changed clusters. */
 async function takeDiff(
   virsh: VirshRunner,
@@ -214,7 +248,7 @@ async function takeDiff(
   if (live) snapArgs.push("--live");
   const callStart = Date.now();
   try {
-    if (live) await liveSnapshotWithDeadline(virsh, uri, name, snapArgs);
+    if (live) await liveSnapshotWithDeadline(virsh, uri, name, snapArgs, host.hostPath(`${name}.pvsnap-${id}.paused`));
     else await virsh.run(uri, snapArgs, { timeoutMs: 3_600_000 });
   } catch (e) {
     // --atomic: libvirt left no overlay, but a half-written memory file may be there.
