@@ -22,7 +22,9 @@
  * Restore: the disk is rebuilt sparse and converted to qcow2; the memory image is synthesized
  * (libvirt header + XML + QEMU stream) and given to `virsh restore`.
  */
+import { createHash } from "crypto";
 import * as fs from "fs";
+import { hostname } from "os";
 import * as path from "path";
 import type { SnapshotRecord } from "../backend";
 import { SnapshotRepository, PendingSnapshot } from "../../repository/repository";
@@ -33,8 +35,7 @@ import { HostFiles } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
 import { domainState } from "./domains";
 import { PAGE_SIZE, parseSaveImage, readBlockGroups, readRange, UnsupportedStreamError, writeSaveImage } from "./migrationStream";
-import { backingChain, mapImage, MapExtent } from "./qemuImg";
-import { volumeNames } from "./storage";
+import { backingChain, mapImage, MapExtent, runQemuImg } from "./qemuImg";
 
 export const LAYOUT_ROLE = "pv.layout";
 export const LAYOUT_FORMAT = "protected-vm.diffsnap";
@@ -68,7 +69,6 @@ export async function readSnapshotFile(repo: SnapshotRepository, file: ManifestF
   const parts: Buffer[] = [];
   for (const c of file.chunks) parts.push(await repo.chunks.readVerified(c.sha256, c.size));
   const b = Buffer.concat(parts);
-  const { createHash } = await import("crypto");
   const h = createHash("sha256").update(b).digest("hex");
   if (h !== file.sha256) throw new Error(`snapshot file ${file.role}: content hashes to ${h}, manifest says ${file.sha256}`);
   return b;
@@ -197,7 +197,7 @@ export async function repairBeforeTake(
     } catch {
       marker = undefined;
     }
-    if (marker && marker.hostname === (await import("os")).hostname() && !pidAlive(marker.pid)) {
+    if (marker && marker.hostname === hostname() && !pidAlive(marker.pid)) {
       await repo.delete(name, r.id);
       note(`removed incomplete snapshot ${r.id} (its taker, pid ${marker.pid}, is gone)`);
     }
@@ -439,13 +439,12 @@ export async function storeDiffSnapshot(
  * After a committed snapshot: fold the overlays below the new one into the base and remove them,
  * so the chain is `new overlay <- base` (the new overlay is kept until the next snapshot).
  */
-export async function foldBelowNewOverlay(virsh: VirshRunner, host: HostFiles, name: string, target: string, log: Logger): Promise<void> {
+export async function foldBelowNewOverlay(virsh: VirshRunner, host: HostFiles, name: string, target: string): Promise<void> {
   const st = await diskChain(virsh, host.uri, name, target);
   if (st.chain.length <= 2) return;
   const top = st.chain[1];
   await virsh.run(host.uri, ["blockcommit", name, target, "--top", top, "--base", st.base, "--wait"], { timeoutMs: 3_600_000 });
   for (const f of st.chain.slice(1, -1)) await removeStaging(host, name, f);
-  void log;
 }
 
 /** After a failed take: everything back into the base (the next snapshot reads the disk in full). */
@@ -504,7 +503,6 @@ export async function materializeDiff(repo: SnapshotRepository, vm: string, id: 
     await fh.close();
   }
   const disk = path.join(dir, "disk.qcow2");
-  const { runQemuImg } = await import("./qemuImg");
   await runQemuImg(["convert", "-q", "-f", "raw", "-O", "qcow2", raw, disk]);
   fs.rmSync(raw, { force: true });
 
@@ -533,5 +531,3 @@ export async function materializeDiff(repo: SnapshotRepository, vm: string, id: 
   }
   return { disk, memory, domainXml, layout };
 }
-
-export { volumeNames };

@@ -288,7 +288,7 @@ async function takeDiff(
     if (memFile) await host.remove(memFile).catch(() => undefined);
   }
   try {
-    await foldBelowNewOverlay(virsh, host, name, disk.target, log);
+    await foldBelowNewOverlay(virsh, host, name, disk.target);
   } catch (e) {
     // The snapshot is committed; the next take repairs a longer chain (its top is the kept overlay).
     log(`${name}: folding the previous overlay into the base failed (${(e as Error).message}); the next snapshot retries`);

@@ -16,7 +16,6 @@ import { SnapshotRepository } from "../../repository/repository";
 import { LabState, chownForHost, cleanupDomains, counters, ensureLab, guestCmdline, labAvailable, lastCounter, removeFiles, repoRoot, run, waitForConsole, waitForCounter } from "../../lab/lab";
 
 const describeLab = labAvailable() && fs.existsSync(path.join(repoRoot(), "dist", "hypervisor", "libvirt", "snapshots.js")) ? describe : describe.skip;
-const KILL_POINTS = 10;
 
 describeLab("lab: killing the snapshot process at any point", () => {
   const virsh = new ExecVirsh();
@@ -36,7 +35,7 @@ describeLab("lab: killing the snapshot process at any point", () => {
     removeFiles(...files);
   });
 
-  test(`SIGKILL/SIGTERM to the group at ${KILL_POINTS} points: the next snapshot repairs, verifies and restores on b`, async () => {
+  test(`SIGKILL/SIGTERM to the group at 10 points: the next snapshot repairs, verifies and restores on b`, async () => {
     const A = lab.hosts.a;
     const B = lab.hosts.b;
     const repoDir = path.join(lab.repository, `dk-${tag}`);
@@ -58,19 +57,37 @@ describeLab("lab: killing the snapshot process at any point", () => {
     const repairs: string[] = [];
     const takeHere = () => takeSnapshot(virsh, { ...args, log: (l) => repairs.push(l) });
     await takeHere(); // the first one reads the disk in full; the killed ones are incremental
-    const t0 = Date.now();
-    await takeHere();
-    const duration = Date.now() - t0;
-
     const script = `require(${JSON.stringify(path.join(repoRoot(), "dist", "hypervisor", "libvirt", "snapshots.js"))}).takeSnapshot(new (require(${JSON.stringify(path.join(repoRoot(), "dist", "hypervisor", "libvirt", "virsh.js"))}).ExecVirsh)(), ${JSON.stringify(args)}).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })`;
     const repo = new SnapshotRepository(repoDir);
+    // Kill points by what the take has visibly reached (files in the pool and the repository),
+    // plus delays: robust to the machine's load, which makes take times vary 4x here.
+    const vmDir = path.join(repoDir, "vms", name);
+    const ls = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d) : []);
+    const known = new Set(ls(vmDir));
+    const appeared = (d: string, suffix: string) => () => ls(d).some((f) => f.endsWith(suffix) && !known.has(f) && (d !== A.storageDir || f.startsWith(name)));
+    const always = () => true;
+    const points: Array<[string, () => boolean, number]> = [
+      ["starting", always, 300],
+      ["memory file appears (capture)", appeared(A.storageDir, ".mem"), 0],
+      ["capture + 400 ms", appeared(A.storageDir, ".mem"), 400],
+      ["pending marker (storing begins)", appeared(vmDir, ".pending.json"), 0],
+      ["storing + 500 ms", appeared(vmDir, ".pending.json"), 500],
+      ["storing + 1000 ms", appeared(vmDir, ".pending.json"), 1000],
+      ["temp manifest (commit verification)", appeared(vmDir, ".manifest.json.tmp"), 0],
+      ["manifest committed (before the fold)", appeared(vmDir, ".manifest.json"), 0],
+      ["fold + 150 ms", appeared(vmDir, ".manifest.json"), 150],
+      ["fold + 400 ms", appeared(vmDir, ".manifest.json"), 400],
+    ];
     const outcomes: string[] = [];
-    for (let i = 0; i < KILL_POINTS; i++) {
+    for (let i = 0; i < points.length; i++) {
+      const [what, reached, delay] = points[i];
       const signal = i % 2 === 0 ? "SIGKILL" : "SIGTERM";
-      const at = Math.round(((i + 0.5) / KILL_POINTS) * duration);
+      for (const f of ls(vmDir)) known.add(f);
       const child = spawn(process.execPath, ["-e", script], { detached: true, stdio: "ignore" });
-      const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-      await new Promise((r) => setTimeout(r, at));
+      let done = false;
+      const exited = new Promise<number | null>((r) => child.on("exit", (code) => ((done = true), r(code))));
+      while (!done && !reached()) await new Promise((r) => setTimeout(r, 10));
+      if (!done) await new Promise((r) => setTimeout(r, delay));
       try {
         process.kill(-child.pid!, signal);
       } catch {
@@ -78,6 +95,7 @@ describeLab("lab: killing the snapshot process at any point", () => {
       }
       const code = await exited;
       if (code === 0) outcomes.push(`(the take at point ${i} finished before the kill)`);
+      const at = what;
       // The next snapshot, in this process: repairs whatever was left, then must be complete.
       repairs.length = 0;
       const rec = await takeHere();
@@ -91,9 +109,10 @@ describeLab("lab: killing the snapshot process at any point", () => {
       const pool = fs.readdirSync(A.storageDir).filter((f) => f.startsWith(`${name}.pvsnap-`));
       expect(pool).toEqual([path.basename(chain.top)]);
       expect((await repo.list(name)).filter((r) => !r.complete)).toEqual([]);
-      outcomes.push(`${signal}@${at}ms exit=${code} repairs=[${repairs.join(" / ")}]`);
+      outcomes.push(`${signal} at "${at}" exit=${code} repairs=[${repairs.join(" / ")}]`);
     }
-    console.log(`take ${duration} ms; kill points:\n  ${outcomes.join("\n  ")}`);
+    expect(outcomes.filter((o) => o.includes("finished before the kill"))).toEqual([]);
+    console.log(`kill points:\n  ${outcomes.join("\n  ")}`);
 
     const last = (await repo.newestComplete(name))!;
     const lastA = lastCounter(log)!;
