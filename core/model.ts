@@ -116,6 +116,8 @@ export interface SnapshotRecord {
   live?: boolean;
   /** Wall time of the whole take+commit (ms). */
   durationMs?: number;
+  /** libvirt: how memory and disk were stored (page groups / changed clusters, or whole files) and why. */
+  method?: string;
 }
 
 export interface RestoreOptions {

@@ -887,6 +887,25 @@ export class PendingSnapshot {
   }
 
   /**
+   * Add a file whose chunks are already in the store (fixed page/cluster groups, pages.ts).
+   * commit() verifies it like any other file.
+   */
+  addStoredFile(file: ManifestFile): Promise<ManifestFile> {
+    const run = async (): Promise<ManifestFile> => {
+      this.assertOpen("addStoredFile");
+      assertRole(file.role);
+      if (file.name !== fileNameForRole(file.role)) throw new Error(`addStoredFile: ${file.role} must be named ${fileNameForRole(file.role)}`);
+      if (this.files.some((f) => f.role === file.role) || this.names.has(file.name)) throw new Error(`addStoredFile: role ${JSON.stringify(file.role)} already added`);
+      this.files.push(file);
+      this.names.add(file.name);
+      return file;
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch((e: Error) => void this.failedAdds.push(`${file.role}: ${e.message}`));
+    return p;
+  }
+
+  /**
    * Write the manifest as .tmp, fsync, verify every chunk and whole-file hash, then rename it into
    * place (the commit point). On failure the snapshot stays incomplete (call abort() to clean up).
    */

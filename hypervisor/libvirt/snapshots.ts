@@ -22,13 +22,27 @@ import * as path from "path";
 import type { SnapshotRecord, VmInfo } from "../backend";
 import { PendingSnapshot, SnapshotRepository } from "../../repository/repository";
 import type { VmWriterLease } from "../../repository/vmWriterLock";
-import { HostFiles, TransferSetting } from "./hostFiles";
+import { HostFiles, isLocalUri, TransferSetting } from "./hostFiles";
 import { VirshError, VirshRunner } from "./virsh";
 import { primaryFileDisk, rewriteForHost } from "./domainXml";
 import { defineXml, domainState, vmInfo } from "./domains";
 import { rewriteSaveImageXml } from "./saveImage";
 import { stripProtectionElement } from "./metadata";
 import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
+import {
+  DiffLayout,
+  diskChain,
+  foldAfterFailure,
+  foldBelowNewOverlay,
+  isDiffSnapshot,
+  loadPrevious,
+  Logger,
+  materializeDiff,
+  repairBeforeTake,
+  storeDiffSnapshot,
+} from "./diffSnapshot";
+
+const defaultLog: Logger = (line) => process.stderr.write(`protected-vm: ${line}\n`);
 
 export interface TakeSnapshotArgs {
   uri: string;
@@ -41,10 +55,18 @@ export interface TakeSnapshotArgs {
   live?: "auto" | "never";
   /** How long to wait for another take of the same VM (another scheduler, agent, manual take) before refusing. Default 10 s. */
   writerWaitMs?: number;
+  /**
+   * "auto" (default): store what changed (diffSnapshot.ts) where it can run - this machine's own
+   * libvirt (the pool is read in place) with qemu-img - else the whole-file path below.
+   * "whole-files": always the whole-file path.
+   */
+  method?: "auto" | "whole-files";
+  /** Where repairs and fallbacks are reported; default stderr. */
+  log?: Logger;
 }
 
 /** The disk target (e.g. vda) and source path of the domain's first file-backed disk. */
-function primaryDisk(domainXml: string): { target: string; path: string } {
+export function primaryDisk(domainXml: string): { target: string; path: string } {
   const disk = primaryFileDisk(domainXml);
   if (!disk) throw new Error("the domain has no file-backed disk: a snapshot needs one (lab-notes: a domain with no disk cannot take one)");
   return disk;
@@ -82,9 +104,11 @@ export async function dirtyRateMBps(virsh: VirshRunner, uri: string, name: strin
  * written (the lab saw one run 70 s and write 23 GB), it is paused at the deadline, which makes
  * the copy finish like a non-live one, and resumed afterwards.
  */
-async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: string, snapArgs: string[]): Promise<void> {
+async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: string, snapArgs: string[], pausedMarker?: string): Promise<void> {
   let paused: Promise<unknown> | undefined;
   const timer = setTimeout(() => {
+    // The marker lets the next take resume the guest should this process die while it is paused.
+    if (pausedMarker) fs.writeFileSync(pausedMarker, `${process.pid}\n`);
     paused = virsh.run(uri, ["suspend", name]).catch(() => undefined);
   }, LIVE_DEADLINE_MS);
   try {
@@ -94,6 +118,7 @@ async function liveSnapshotWithDeadline(virsh: VirshRunner, uri: string, name: s
     if (paused) {
       await paused;
       if ((await domainState(virsh, uri, name)) === "paused") await virsh.run(uri, ["resume", name]);
+      if (pausedMarker) fs.rmSync(pausedMarker, { force: true });
     }
   }
 }
@@ -113,11 +138,28 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
 async function takeSnapshotAsWriter(virsh: VirshRunner, args: TakeSnapshotArgs, repo: SnapshotRepository, writer: VmWriterLease): Promise<SnapshotRecord> {
   const { uri, name } = args;
   const started = Date.now();
-  const state = await domainState(virsh, uri, name);
+  const log = args.log ?? defaultLog;
+  // A take killed mid-capture leaves libvirt's job running (the guest paused until it ends), or
+  // the guest paused by our live-snapshot deadline: finish / undo that first.
+  await waitForDomainJob(virsh, uri, name, log);
+  let state = await domainState(virsh, uri, name);
+  if (state === "paused" && (await resumeIfWePaused(virsh, uri, name, args.pool, log))) state = await domainState(virsh, uri, name);
   if (state !== "running") throw new Error(`cannot snapshot ${name} on ${uri}: it is ${state}, a snapshot with memory needs a running VM`);
   const { stdout: liveXml } = await virsh.run(uri, ["dumpxml", name]);
   const disk = primaryDisk(liveXml);
   const host = new HostFiles(virsh, uri, args.pool, await poolDir(virsh, uri, args.pool), args.transfer);
+  const whyNotDiff =
+    args.method === "whole-files"
+      ? "method whole-files was asked for"
+      : host.mode !== "direct"
+        ? `${uri} is not this machine (the pool is streamed, not read in place)`
+        : await diskChain(virsh, uri, name, disk.target).then(
+            () => undefined,
+            (e: Error) => `the disk chain cannot be read in place (${e.message})`,
+          );
+  if (!whyNotDiff) return takeDiff(virsh, args, { started, liveXml, disk, host, log, repo, writer });
+  const fallbackNote = `whole files: ${whyNotDiff}`;
+  log(`${name}: snapshot stored as ${fallbackNote}`);
   // Staging names only need to be unique on this host; the repository assigns the snapshot id.
   const id = `${Date.now()}-${process.pid}`;
   const memFile = host.hostPath(volumeNames.memoryStaging(name, id));
@@ -148,7 +190,7 @@ async function takeSnapshotAsWriter(virsh: VirshRunner, args: TakeSnapshotArgs, 
     const domainXmlFile = path.join(scratch, "domain.xml");
     fs.writeFileSync(domainXmlFile, liveXml);
     await pending.addFile("domain.xml", domainXmlFile);
-    committed = { ...(await pending.commit()), live };
+    committed = { ...(await pending.commit()), live, method: fallbackNote };
   } catch (e) {
     await pending.abort().catch(() => undefined);
     throw e;
@@ -165,6 +207,121 @@ async function takeSnapshotAsWriter(virsh: VirshRunner, args: TakeSnapshotArgs, 
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);
   }
   return committed;
+}
+
+/** Wait (up to 60 s) for a libvirt job on the domain, e.g. a snapshot whose virsh client was killed. */
+async function waitForDomainJob(virsh: VirshRunner, uri: string, name: string, log: Logger): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const { stdout } = await virsh.run(uri, ["domjobinfo", name]).catch(() => ({ stdout: "" }));
+    if (!/^Job type:\s+(Unbounded|Bounded)/m.test(stdout)) return;
+    if (i === 0) log(`${name}: waiting for a libvirt job (an interrupted snapshot?) to finish`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Resume a guest that a killed take paused (its marker is in the pool); true when it did. */
+async function resumeIfWePaused(virsh: VirshRunner, uri: string, name: string, pool: string, log: Logger): Promise<boolean> {
+  let dir: string;
+  try {
+    dir = await poolDir(virsh, uri, pool);
+  } catch {
+    return false;
+  }
+  if (!isLocalUri(uri) || !fs.existsSync(dir)) return false;
+  const markers = fs.readdirSync(dir).filter((f) => f.startsWith(`${name}.pvsnap-`) && f.endsWith(".paused"));
+  if (!markers.length) return false;
+  log(`${name}: paused by an interrupted snapshot (${markers.join(", ")}): resuming it`);
+  await virsh.run(uri, ["resume", name]);
+  for (const m of markers) fs.rmSync(path.join(dir, m), { force: true });
+  return true;
+}
+
+/** The differential path (diffSnapshot.ts): same capture, memory as page groups, disk as changed clusters. */
+async function takeDiff(
+  virsh: VirshRunner,
+  args: TakeSnapshotArgs,
+  ctx: { started: number; liveXml: string; disk: { target: string; path: string }; host: HostFiles; log: Logger; repo: SnapshotRepository; writer: VmWriterLease },
+): Promise<SnapshotRecord> {
+  const { uri, name } = args;
+  const { host, log, disk } = ctx;
+  const { repo } = ctx;
+  const prev = await loadPrevious(repo, name).catch(() => undefined);
+  const kept = prev?.layout.disks.find((d) => d.target === disk.target)?.keptOverlay;
+  const phases: Array<[string, number]> = [];
+  let mark = Date.now();
+  const phase = (what: string) => {
+    const now = Date.now();
+    phases.push([what, now - mark]);
+    mark = now;
+  };
+  const { chain, notes } = await repairBeforeTake(virsh, host, repo, name, disk.target, kept, log);
+  phase("repair");
+
+  const id = `${Date.now()}-${process.pid}`;
+  const memFile = args.includeMemory ? host.hostPath(volumeNames.memoryStaging(name, id)) : undefined;
+  const overlay = host.hostPath(volumeNames.overlayStaging(name, id));
+  const live = args.includeMemory && args.live === "auto" && (await dirtyRateMBps(virsh, uri, name)) <= LIVE_MAX_DIRTY_MBPS;
+  const snapArgs = ["snapshot-create-as", name, "--name", `pv-${id}`, "--no-metadata", "--atomic"];
+  if (memFile) snapArgs.push("--memspec", `file=${memFile},snapshot=external`);
+  else snapArgs.push("--disk-only");
+  snapArgs.push("--diskspec", `${disk.target},snapshot=external,file=${overlay}`);
+  if (live) snapArgs.push("--live");
+  const callStart = Date.now();
+  try {
+    if (live) await liveSnapshotWithDeadline(virsh, uri, name, snapArgs, host.hostPath(`${name}.pvsnap-${id}.paused`));
+    else await virsh.run(uri, snapArgs, { timeoutMs: 3_600_000 });
+  } catch (e) {
+    // --atomic: libvirt left no overlay, but a half-written memory file may be there.
+    if (memFile) await host.remove(memFile).catch(() => undefined);
+    throw e;
+  }
+  const pauseMs = live ? undefined : Date.now() - callStart;
+  const createdAt = new Date(live ? Date.now() : callStart);
+  phase("capture");
+  // The image our overlay froze is its backing file; if that is not the top seen before the
+  // capture (something changed the chain meanwhile), the disk is read in full, not patched.
+  const after = await diskChain(virsh, uri, name, disk.target);
+  const frozenTop = after.top === overlay && after.chain.length > 1 ? after.chain[1] : chain.top;
+  if (frozenTop !== chain.top) {
+    notes.push(`the disk chain changed during the capture (${chain.top} -> ${frozenTop}): disk read in full`);
+    log(`${name}: ${notes[notes.length - 1]}`);
+  }
+  const chainBefore = frozenTop === chain.top ? chain : { ...chain, top: "" };
+
+  let committed: SnapshotRecord;
+  const pending = await repo.begin(name, { host: uri, createdAt, startedAt: new Date(ctx.started), includesMemory: args.includeMemory, pauseMs, writer: ctx.writer });
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-take-"));
+  try {
+    const layout = await storeDiffSnapshot(repo, pending, { memFile, target: disk.target, frozenTop, newOverlay: overlay, chainBefore }, scratch, log, notes);
+    const domainXmlFile = path.join(scratch, "domain.xml");
+    fs.writeFileSync(domainXmlFile, ctx.liveXml);
+    await pending.addFile("domain.xml", domainXmlFile);
+    phase("store");
+    committed = { ...(await pending.commit()), live, method: describeMethod(layout) };
+    phase("commit+verify");
+  } catch (e) {
+    await pending.abort().catch(() => undefined);
+    await foldAfterFailure(virsh, host, name, disk.target, log).catch((f: Error) => log(`${name}: folding the disk back after a failed snapshot failed too: ${f.message}`));
+    throw e;
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+    if (memFile) await host.remove(memFile).catch(() => undefined);
+  }
+  try {
+    await foldBelowNewOverlay(virsh, host, name, disk.target);
+  } catch (e) {
+    // The snapshot is committed; the next take repairs a longer chain (its top is the kept overlay).
+    log(`${name}: folding the previous overlay into the base failed (${(e as Error).message}); the next snapshot retries`);
+  }
+  await refreshPool(virsh, uri, args.pool).catch(() => undefined);
+  phase("fold");
+  log(`${name}: snapshot ${committed.id} stored ${committed.storedBytes} of ${committed.bytes} bytes; ${phases.map(([w, ms]) => `${w} ${ms} ms`).join(", ")}`);
+  return committed;
+}
+
+function describeMethod(layout: DiffLayout): string {
+  const m = layout.method;
+  return [`memory: ${m.memory === "pages" ? "page groups" : m.memory === "file" ? "whole file" : "none"}`, `disk: ${m.disk}`, ...m.notes].join("; ");
 }
 
 async function addHostFile(pending: PendingSnapshot, host: HostFiles, role: string, hostPath: string): Promise<void> {
@@ -213,7 +370,13 @@ export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Pr
   const staging = host.stagingDir(`${name}.pvrestore-${snapshot.id}`);
   const memVolume = `${name}.pvrestore-${snapshot.id}.mem`;
   try {
-    const files = await repo.materialize(snapshot.vm, snapshot.id, staging);
+    let files: Record<string, string>;
+    if (isDiffSnapshot(await repo.readManifest(snapshot.vm, snapshot.id))) {
+      const d = await materializeDiff(repo, snapshot.vm, snapshot.id, staging);
+      files = { "disk:vda": d.disk, "domain.xml": d.domainXml, ...(d.memory ? { memory: d.memory } : {}) };
+    } else {
+      files = await repo.materialize(snapshot.vm, snapshot.id, staging);
+    }
     const diskRole = Object.keys(files).find((r) => r.startsWith("disk:"));
     if (!diskRole) throw new Error(`snapshot ${snapshot.id} has no disk`);
     const diskPath = host.hostPath(volumeNames.disk(name));
