@@ -9,6 +9,7 @@
 import type { SnapshotRecord } from "../backend";
 import type { Restorability } from "../backend";
 import { SnapshotRepository } from "../../repository/repository";
+import { isDiffSnapshot } from "./diffSnapshot";
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 /** The fixed part of a qcow2 header (version 2: 72 bytes; version 3 adds feature bits up to 104). */
@@ -56,6 +57,9 @@ export function restorabilityOf(role: string, v: DiskHeaderVerdict): Restorabili
 export async function checkSnapshotRestorable(repository: string, snapshot: SnapshotRecord): Promise<Restorability> {
   const repo = new SnapshotRepository(repository);
   const manifest = await repo.readManifest(snapshot.vm, snapshot.id);
+  // A differential snapshot stores the disk as raw cluster groups and restore writes a new,
+  // standalone qcow2 from them: it cannot name a backing file anywhere.
+  if (isDiffSnapshot(manifest)) return { ok: true };
   const disks = manifest.files.filter((f) => f.role.startsWith("disk:"));
   if (disks.length === 0) return { ok: false, reason: "it has no disk" };
   for (const f of disks) {
