@@ -48,6 +48,8 @@ async function child(settings: SnapshotLoopSettings): Promise<void> {
     concurrency: settings.concurrency,
     cpuSampleMs: settings.cpuSampleMs,
     discoverEveryMs: 5000,
+    // The parent reads exactly these lines (spawnSnapshotLoop): one JSON event per line on stdout.
+    log: (e) => void process.stdout.write(JSON.stringify(e) + "\n"),
   });
   process.stdin.on("end", () => scheduler.stop());
   process.stdin.on("close", () => scheduler.stop());
