@@ -90,6 +90,12 @@ export interface SnapshotOptions {
    * pause), else pauses the guest while memory is written; "never" (default) always pauses.
    */
   live?: "auto" | "never";
+  /**
+   * libvirt: "auto" (default) stores what changed (memory page groups, changed disk clusters)
+   * where the host's pool can be read in place; "whole-files" always takes the external-snapshot
+   * path that stores the memory file and the frozen disk (the fallback).
+   */
+  method?: "auto" | "whole-files";
 }
 
 /** One snapshot, as the repository (libvirt) or CloudStack records it. */

@@ -28,7 +28,7 @@ import { primaryFileDisk, rewriteForHost } from "./domainXml";
 import { defineXml, domainState, vmInfo } from "./domains";
 import { rewriteSaveImageXml } from "./saveImage";
 import { stripProtectionElement } from "./metadata";
-import { poolDir, refreshPool, volumeNames, deleteVolume } from "./storage";
+import { poolDir, refreshPool, volumeNames, deleteVolume, listVolumes } from "./storage";
 import {
   DiffLayout,
   diskChain,
@@ -417,6 +417,10 @@ export async function restoreSnapshot(virsh: VirshRunner, args: RestoreArgs): Pr
 
 /** Remove a VM's own files from a host's pool: disk and console log. */
 export async function deleteVmStorage(virsh: VirshRunner, uri: string, pool: string, name: string): Promise<void> {
+  // The overlay kept between differential snapshots is the VM's disk too: it goes with the VM.
+  for (const vol of await listVolumes(virsh, uri, pool)) {
+    if (volumeNames.isSnapshotStaging(name, vol)) await virsh.run(uri, ["vol-delete", "--pool", pool, vol]);
+  }
   await deleteVolume(virsh, uri, pool, volumeNames.disk(name));
   await deleteVolume(virsh, uri, pool, volumeNames.consoleLog(name));
 }

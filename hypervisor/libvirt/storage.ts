@@ -53,10 +53,26 @@ export async function deleteVolume(virsh: VirshRunner, uri: string, pool: string
   if (await volumeExists(virsh, uri, pool, vol)) await virsh.run(uri, ["vol-delete", "--pool", pool, vol]);
 }
 
+/**
+ * The volume names in a pool. virsh 9.0's `vol-list` has no --name option: its table is read
+ * (a header, a rule, then "name path" rows); our volume names never contain spaces.
+ */
+export async function listVolumes(virsh: VirshRunner, uri: string, pool: string): Promise<string[]> {
+  await refreshPool(virsh, uri, pool);
+  const { stdout } = await virsh.run(uri, ["vol-list", "--pool", pool]);
+  return stdout
+    .split("\n")
+    .slice(2)
+    .map((line) => line.trim().split(/\s+/)[0])
+    .filter((name): name is string => !!name);
+}
+
 /** File names a VM owns in its pool. */
 export const volumeNames = {
   disk: (vm: string) => `${vm}.qcow2`,
   consoleLog: (vm: string) => `${vm}.console.log`,
   memoryStaging: (vm: string, id: string) => `${vm}.pvsnap-${id}.mem`,
   overlayStaging: (vm: string, id: string) => `${vm}.pvsnap-${id}.overlay.qcow2`,
+  /** Every snapshot staging file of the VM (overlays kept between differential snapshots, memory files, markers). */
+  isSnapshotStaging: (vm: string, volume: string) => volume.startsWith(`${vm}.pvsnap-`),
 };

@@ -60,7 +60,9 @@ describeLab("lab: recovery falls back past an unrestorable snapshot", () => {
 
     // s1: a good snapshot. The guest state it holds lies between the counters seen before and after the take.
     const beforeS1 = lastCounter(consoleA)!;
-    const s1 = await backend.takeSnapshot({ name: vm, host: A.uri }, { includeMemory: true, repository: lab.repository });
+    // The whole-file path (the fallback): the differential path repairs such a chain before it
+    // takes, so only the fallback can still store a disk that is an overlay of host a's disk.
+    const s1 = await backend.takeSnapshot({ name: vm, host: A.uri }, { includeMemory: true, repository: lab.repository, method: "whole-files" });
     const atS1 = lastCounter(consoleA)!;
     await waitForCounter(consoleA, atS1 + 3, 60_000);
 
@@ -70,7 +72,7 @@ describeLab("lab: recovery falls back past an unrestorable snapshot", () => {
     await virsh.run(A.uri, ["snapshot-create-as", vm, "--name", "killed-take", "--no-metadata", "--atomic", "--disk-only", "--diskspec", `vda,snapshot=external,file=${leftover}`]);
     // s2: verifies, but its disk is that overlay, whose backing file is A's disk.
     const beforeS2 = lastCounter(consoleA)!;
-    const s2 = await backend.takeSnapshot({ name: vm, host: A.uri }, { includeMemory: true, repository: lab.repository });
+    const s2 = await backend.takeSnapshot({ name: vm, host: A.uri }, { includeMemory: true, repository: lab.repository, method: "whole-files" });
     expect(await backend.verifySnapshot(s2, lab.repository)).toBe(true);
     const verdict = await backend.checkRestorable(s2, lab.repository);
     expect(verdict.ok).toBe(false);

@@ -6,6 +6,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { ExecVirsh } from "../../hypervisor/libvirt/virsh";
 import { ensureLab, LabState, removeLabVm, guestCmdline, waitForCounter, counters } from "../../lab/lab";
 import { runCli, runId } from "../support/cli";
 import { LibvirtBackend } from "../../hypervisor/libvirt/backend";
@@ -61,8 +62,12 @@ describe("two schedulers on one VM", () => {
       expect(rec).toBeDefined();
       expect((await repo.verify(vm, e.id)).ok).toBe(true);
     }
-    // Only the disk and the console log in the pool: no overlay or memory staging files.
-    expect(fs.readdirSync(A.storageDir).filter((f) => f.startsWith(vm)).sort()).toEqual([`${vm}.console.log`, `${vm}.qcow2`]);
+    // In the pool: the disk, the console log and, with differential snapshots, the one overlay the
+    // VM runs on (kept until the next snapshot) - no other overlay, no memory staging file.
+    const { stdout: blk } = await new ExecVirsh().run(A.uri, ["domblklist", vm]);
+    const active = blk.split("\n").map((l) => l.trim().split(/\s+/)).find((cols) => cols[0] === "vda")?.[1];
+    const expected = [`${vm}.console.log`, `${vm}.qcow2`, ...(active && path.basename(active) !== `${vm}.qcow2` ? [path.basename(active)] : [])];
+    expect(fs.readdirSync(A.storageDir).filter((f) => f.startsWith(vm)).sort()).toEqual(expected.sort());
     expect(fs.readdirSync(path.join(lab.repository, "locks")).filter((f) => f.includes(vm))).toEqual([]);
     // The guest ran on throughout.
     expect((await backend.findVm(vm, [A.uri]))?.state).toBe("running");

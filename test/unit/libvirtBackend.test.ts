@@ -243,6 +243,7 @@ describe("LibvirtBackend with a scripted virsh", () => {
         .on(["vol-upload"], ({ args }) => (uploadFails ? { error: `error: cannot open ${args[4]}: No such file or directory` } : (fs.copyFileSync(args[4], vol(args[3])), "")))
         .on(["vol-path"], ({ args }) => `${vol(args[3])}\n`)
         .on(["vol-delete"], ({ args }) => (fs.rmSync(vol(args[3])), ""))
+        .on(["vol-list"], () => ` Name   Path\n---------\n${fs.readdirSync(pool).map((f) => ` ${f}   ${vol(f)}\n`).join("")}`)
         .on(["undefine"], { error: "error: failed to get domain 'vm2'\nerror: Domain not found" });
     }
 
