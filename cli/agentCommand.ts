@@ -13,6 +13,7 @@ import { HaMetrics } from "../ops/haMetrics";
 import { createBackend } from "../hypervisor/createBackend";
 import { EXIT } from "../core/errors";
 import { spawnSnapshotLoop } from "./snapshotLoopProcess";
+import { runUntilStopped } from "./haProcessRun";
 
 export interface AgentCommandOptions {
   /** This host, as the backend names it (libvirt URI). */
@@ -56,24 +57,7 @@ export async function agentCommand(o: AgentCommandOptions): Promise<number> {
     startSnapshotLoop: (vms, onEvent) =>
       spawnSnapshotLoop({ host: o.host, vms, pool: o.pool, concurrency: o.snapshotConcurrency ?? 2, cpuSampleMs: o.cpuSampleMs }, onEvent),
   });
-  const server = o.metricsPort !== undefined ? await metrics.serve(o.metricsPort) : undefined;
-  if (server) log.info({ event: "metrics", port: server.port });
-  const stop = () => agent.stop();
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-  o.signal?.addEventListener("abort", stop);
-  try {
-    await agent.run();
-    return EXIT.ok;
-  } catch (e) {
-    log.error({ error: (e as Error).message });
-    return EXIT.failed;
-  } finally {
-    process.off("SIGTERM", stop);
-    process.off("SIGINT", stop);
-    await server?.close();
-    await coordination.close();
-  }
+  return runUntilStopped(agent, { log, metrics, metricsPort: o.metricsPort, coordination, signal: o.signal });
 }
 
 export function register(program: Command, ctx: CliContext): void {

@@ -13,6 +13,7 @@ import { EtcdCoordination } from "../ops/coordination/etcd";
 import { HaMetrics } from "../ops/haMetrics";
 import { createBackend } from "../hypervisor/createBackend";
 import { EXIT } from "../core/errors";
+import { runUntilStopped } from "./haProcessRun";
 
 export interface ManagerCommandOptions {
   /** Unique among managers; default hostname:pid. */
@@ -45,24 +46,7 @@ export async function managerCommand(o: ManagerCommandOptions): Promise<number> 
     onHosts: metrics.onHosts,
     onLeadership: (l) => metrics.setLeader(l),
   });
-  const server = o.metricsPort !== undefined ? await metrics.serve(o.metricsPort) : undefined;
-  if (server) log.info({ event: "metrics", port: server.port });
-  const stop = () => manager.stop();
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-  o.signal?.addEventListener("abort", stop);
-  try {
-    await manager.run();
-    return EXIT.ok;
-  } catch (e) {
-    log.error({ error: (e as Error).message });
-    return EXIT.failed;
-  } finally {
-    process.off("SIGTERM", stop);
-    process.off("SIGINT", stop);
-    await server?.close();
-    await coordination.close();
-  }
+  return runUntilStopped(manager, { log, metrics, metricsPort: o.metricsPort, coordination, signal: o.signal });
 }
 
 export function register(program: Command, ctx: CliContext): void {
