@@ -65,8 +65,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command("agent")
     .summary("per-host HA agent: host lease, self-fencing, snapshot loop")
     .description(
-      "Run the HA agent of one hypervisor host until SIGTERM/SIGINT: hold the host's lease in etcd, snapshot the protected VMs\n" +
-        "this host owns, destroy them itself when the lease cannot be renewed (before it can expire elsewhere), and destroy\n" +
+      "Run the HA agent of one hypervisor host until SIGTERM/SIGINT: hold the host's lease in etcd, snapshot the protected VMs " +
+        "this host owns, destroy them itself when the lease cannot be renewed (before it can expire elsewhere), and destroy " +
         "a copy that etcd says another host now owns. One JSON line per event on stdout.",
     )
     .requiredOption("--host <uri>", "this host, as the backend names it (libvirt URI)")

@@ -54,8 +54,8 @@ export function register(program: Command, ctx: CliContext): void {
     .command("manager")
     .summary("HA manager: one leader recovers the VMs of hosts whose lease expired")
     .description(
-      "Run an HA manager until SIGTERM/SIGINT (run several: one is elected leader through etcd). When a host's lease expires,\n" +
-        "after the fencing margin, the leader recovers each VM that host owned onto its first healthy recovery host from the\n" +
+      "Run an HA manager until SIGTERM/SIGINT (run several: one is elected leader through etcd). When a host's lease expires, " +
+        "after the fencing margin, the leader recovers each VM that host owned onto its first healthy recovery host from the " +
         "newest complete snapshot, recording the new owner with a compare-and-swap. One JSON line per event on stdout.",
     )
     .requiredOption("--etcd <urls>", "etcd client URLs (comma-separated or repeated)", collectList)
