@@ -106,7 +106,7 @@ describe("ProtectedVM on CloudStack through pulumi up (loopback API server)", ()
     const name = "web_1";
     cs.setHostState(cs.hostIds[0], "Up"); // the test before left the primary host Down
     const base = stack();
-    const up = await runCli(["stack", "up", ...base, ...config(cs.secretKey, name)]);
+    const up = await runCli(["stack", "up", ...base, ...config(cs.secretKey, name)], keyEnv(cs.secretKey));
     outputs.push(up.stdout, up.stderr);
     expect(up.code).toBe(0);
     expect(cs.vmsByName(name)).toHaveLength(1);
