@@ -60,7 +60,12 @@ export interface DiffLayout {
 }
 
 export type Logger = (line: string) => void;
-const defaultLog: Logger = (line) => process.stderr.write(`protected-vm: ${line}\n`);
+/**
+ * Where repairs and fallbacks of a take are reported when the caller gives no logger: one JSON
+ * line on stderr, so a process whose output is JSON lines (the scheduler, the agent) stays
+ * parseable line by line.
+ */
+export const defaultLog: Logger = (line) => void process.stderr.write(JSON.stringify({ level: "info", at: new Date().toISOString(), source: "libvirt-snapshot", message: line }) + "\n");
 
 // ------------------------------------------------------------------------ reading a snapshot
 

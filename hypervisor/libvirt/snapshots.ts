@@ -31,6 +31,7 @@ import { stripProtectionElement } from "./metadata";
 import { poolDir, refreshPool, volumeNames, deleteVolume, listVolumes } from "./storage";
 import {
   DiffLayout,
+  defaultLog,
   diskChain,
   foldAfterFailure,
   foldBelowNewOverlay,
@@ -42,7 +43,6 @@ import {
   storeDiffSnapshot,
 } from "./diffSnapshot";
 
-const defaultLog: Logger = (line) => process.stderr.write(`protected-vm: ${line}\n`);
 
 export interface TakeSnapshotArgs {
   uri: string;
@@ -131,7 +131,7 @@ export async function takeSnapshot(virsh: VirshRunner, args: TakeSnapshotArgs): 
   try {
     return await takeSnapshotAsWriter(virsh, args, repo, writer);
   } finally {
-    await writer.release().catch((e: Error) => process.emitWarning(`releasing the writer lock of ${args.name} failed: ${e.message}`));
+    await writer.release().catch((e: Error) => (args.log ?? defaultLog)(`releasing the writer lock of ${args.name} failed: ${e.message}`));
   }
 }
 
@@ -201,7 +201,7 @@ async function takeSnapshotAsWriter(virsh: VirshRunner, args: TakeSnapshotArgs, 
     } catch (e) {
       // Once the manifest is renamed the snapshot exists: the take succeeded; say what failed after.
       if (!committed) throw e;
-      process.emitWarning(`snapshot ${committed.id} of ${name} is committed; folding the overlay back afterwards failed: ${(e as Error).message}`);
+      log(`snapshot ${committed.id} of ${name} is committed; folding the overlay back afterwards failed: ${(e as Error).message}`);
     }
     if (args.includeMemory) await host.remove(memFile).catch(() => undefined);
     await refreshPool(virsh, uri, args.pool).catch(() => undefined);
