@@ -259,6 +259,18 @@ function isZeroBuf(b: Buffer): boolean {
 }
 const ZERO_GROUP = Buffer.alloc(GROUP_BYTES);
 
+/** The disk's groups in order, each with the extents (sorted by start) that overlap it. */
+function* groupsWithExtents(extents: MapExtent[], size: number): Generator<{ g: number; gs: number; ge: number; list: MapExtent[] }> {
+  let cursor = 0;
+  for (let g = 0; g < groupCount(size); g++) {
+    const gs = g * GROUP_BYTES;
+    const ge = Math.min(size, gs + GROUP_BYTES);
+    const { list, next } = overlapping(extents, cursor, gs, ge);
+    cursor = next;
+    yield { g, gs, ge, list };
+  }
+}
+
 /** Every group of the frozen image, read through its chain (first snapshot, or state lost). */
 async function* fullDiskGroups(top: string, size: number): AsyncGenerator<GroupInput> {
   const chain = await backingChain(top);
@@ -268,12 +280,7 @@ async function* fullDiskGroups(top: string, size: number): AsyncGenerator<GroupI
   const extents = (await mapImage(top)).sort((a, b) => a.start - b.start);
   const fds = chain.map((c) => fs.openSync(c.filename, "r"));
   try {
-    let cursor = 0;
-    for (let g = 0; g < groupCount(size); g++) {
-      const gs = g * GROUP_BYTES;
-      const ge = Math.min(size, gs + GROUP_BYTES);
-      const { list, next } = overlapping(extents, cursor, gs, ge);
-      cursor = next;
+    for (const { gs, ge, list } of groupsWithExtents(extents, size)) {
       if (!list.some((e) => e.data)) {
         yield null;
         continue;
@@ -299,12 +306,7 @@ async function* changedDiskGroups(
   const extents = (await mapImage(overlay)).filter((e) => e.depth === 0 && e.present).sort((a, b) => a.start - b.start);
   const fd = fs.openSync(overlay, "r");
   try {
-    let cursor = 0;
-    for (let g = 0; g < groupCount(size); g++) {
-      const gs = g * GROUP_BYTES;
-      const ge = Math.min(size, gs + GROUP_BYTES);
-      const { list, next } = overlapping(extents, cursor, gs, ge);
-      cursor = next;
+    for (const { g, gs, ge, list } of groupsWithExtents(extents, size)) {
       if (!list.length) {
         yield "unchanged";
         continue;
